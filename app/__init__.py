@@ -1,0 +1,1 @@
+"""The per-instance gateway: an OpenAI-compatible FastAPI server in front of vLLM."""

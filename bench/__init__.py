@@ -1,0 +1,1 @@
+"""Benchmarks, kept apart from the tests: `make bench` runs every `bench_*.py` module's main()."""

@@ -1,0 +1,1 @@
+"""Infrastructure: the autoscaling policy, the CDK Terrain stack and the `fleet` CLI."""

@@ -1,0 +1,71 @@
+"""The fleet policy: the seed's two scaling configs plus when each applies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.policy.errors import PolicyError
+from infra.policy.market_hours import MarketHours, SpecialDay
+from infra.policy.scaling import ScalingConfig, coupling_warnings
+
+
+@dataclass(frozen=True)
+class FleetPolicy:
+    """Everything the stack, the calendar Lambda, the simulator and the KEDA export read.
+
+    `default` applies outside market hours, `market_hours` inside the window; the two may
+    differ only in `min_replicas` because one set of alarms and step policies serves both
+    (a scheduled action can change an Auto Scaling group's minimum, not its alarms).
+    """
+
+    default: ScalingConfig
+    market_hours: ScalingConfig
+    schedule: MarketHours
+    special_days: tuple[SpecialDay, ...] = ()
+
+    def __post_init__(self) -> None:
+        shared = (
+            "max_replicas",
+            "target_ongoing_requests",
+            "upscale_delay_s",
+            "downscale_delay_s",
+            "upscale_factor",
+            "downscale_factor",
+            "metric_period_s",
+        )
+        for name in shared:
+            market_value = getattr(self.market_hours, name)
+            default_value = getattr(self.default, name)
+            if market_value != default_value:
+                raise PolicyError(
+                    f"market_hours.{name}",
+                    f"must equal default.{name} ({default_value}); only min_replicas may "
+                    f"differ between the two configs, got {market_value}",
+                )
+        if self.market_hours.min_replicas < self.default.min_replicas:
+            raise PolicyError(
+                "market_hours.min_replicas",
+                f"must be >= default.min_replicas ({self.default.min_replicas}), "
+                f"got {self.market_hours.min_replicas}",
+            )
+        for index, day in enumerate(self.special_days):
+            if day.min_replicas > self.default.max_replicas:
+                raise PolicyError(
+                    f"special_days[{index}].min_replicas",
+                    f"must be <= max_replicas ({self.default.max_replicas}), "
+                    f"got {day.min_replicas}",
+                )
+            for other in self.special_days[:index]:
+                if other.date == day.date and other.start < day.end and day.start < other.end:
+                    raise PolicyError(
+                        f"special_days[{index}]",
+                        f"window {day.start:%H:%M}-{day.end:%H:%M} on {day.date} overlaps "
+                        f"{other.start:%H:%M}-{other.end:%H:%M} ({other.reason})",
+                    )
+
+    @property
+    def max_replicas(self) -> int:
+        return self.default.max_replicas
+
+    def warnings(self) -> list[str]:
+        return coupling_warnings(self.default)

@@ -1,0 +1,64 @@
+"""The `fleet` command line contract: JSON shapes, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.cli.main import main
+
+
+def run_fleet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_schedule_json_has_the_contract_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schedule", "--start", "2026-11-26", "--days", "2", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [e["reason"] for e in entries] == ["holiday", "pre-open", "early-close"]
+    assert entries[1]["local_time"] == "2026-11-27T08:50:00-05:00"
+    assert entries[1]["utc_time"] == "2026-11-27T13:50:00Z"
+    assert entries[2]["min_replicas"] == 1
+
+
+def test_policy_json_shows_configs_and_derived_windows(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["default"]["min_replicas"] == 1
+    assert payload["market_hours"]["min_replicas"] == 2
+    assert payload["derived"]["scale_out_evaluation_periods"] == 3
+    assert payload["derived"]["scale_in_evaluation_periods"] == 30
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["schedule", "--start", "2026-02-30"], "expected a date as YYYY-MM-DD"),
+        (["schedule", "--days", "0"], "must be > 0"),
+        (["schedule", "--days", "many"], "expected a whole number"),
+        (["schedule", "--days", "99999"], "--days must be <= 3660"),
+    ],
+)
+def test_invalid_input_is_one_line_without_traceback(args: list[str], message: str) -> None:
+    result = run_fleet(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_policy_file_is_one_line(tmp_path: Path) -> None:
+    proposal = tmp_path / "bad.toml"
+    proposal.write_text("[market_hours]\nmin_replicas = 7\n")
+    result = run_fleet("policy", "--policy", str(proposal))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "fleet policy: error: market_hours.min_replicas: must be <= max_replicas (4), got 7"
+    )

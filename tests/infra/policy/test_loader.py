@@ -1,0 +1,68 @@
+"""Proposed policies from TOML: fields layered over the deployed policy, errors named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.policy import FLEET_POLICY, PolicyError
+from infra.policy.loader import load_policy, policy_as_mapping, policy_from_mapping
+
+
+def test_proposal_overrides_only_what_it_lists(tmp_path: Path) -> None:
+    proposal = tmp_path / "proposal.toml"
+    proposal.write_text(
+        '[default]\nupscale_delay_s = 60\n[schedule]\nopen_time = "09:30"\n'
+        '[[special_days]]\ndate = 2026-12-18\nstart = "09:00"\nend = "16:00"\n'
+        'min_replicas = 3\nreason = "index rebalance"\n'
+    )
+    policy = load_policy(proposal, FLEET_POLICY)
+    assert policy.default.upscale_delay_s == 60
+    assert policy.market_hours.upscale_delay_s == 60  # inherits from the proposal's default
+    assert policy.market_hours.min_replicas == 2
+    assert policy.schedule.prewarm_time.strftime("%H:%M") == "09:20"
+    assert policy.special_days[0].reason == "index rebalance"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"default": {"min_replicas": 9}}, "default.min_replicas: must be <= max_replicas (4)"),
+        ({"default": {"min_replica": 1}}, "default.min_replica: unknown field"),
+        ({"defaults": {}}, "defaults: unknown section"),
+        ({"schedule": {"open_time": "9am"}}, "schedule.open_time: must be a time as HH:MM"),
+        ({"schedule": {"time_zone": "Mars/Olympus"}}, "schedule.time_zone: unknown IANA"),
+        (
+            {
+                "special_days": [
+                    {
+                        "date": "2026-02-30",
+                        "start": "09:00",
+                        "end": "10:00",
+                        "min_replicas": 3,
+                        "reason": "x",
+                    }
+                ]
+            },
+            "special_days[0].date: must be a date",
+        ),
+    ],
+)
+def test_bad_proposals_name_the_field(data: dict[str, object], message: str) -> None:
+    with pytest.raises(PolicyError) as raised:
+        policy_from_mapping(data, FLEET_POLICY)
+    assert str(raised.value).startswith(message)
+
+
+def test_bad_toml_is_a_policy_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[default\n")
+    with pytest.raises(PolicyError, match="not valid TOML"):
+        load_policy(broken, FLEET_POLICY)
+    with pytest.raises(PolicyError, match="cannot read"):
+        load_policy(tmp_path / "missing.toml", FLEET_POLICY)
+
+
+def test_mapping_round_trips() -> None:
+    assert policy_from_mapping(policy_as_mapping(FLEET_POLICY), FLEET_POLICY) == FLEET_POLICY
