@@ -14,10 +14,15 @@ export CHECKPOINT_DISABLE := 1
 export TF_CLI_CONFIG_FILE := $(CURDIR)/infra/terraform.rc
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install test test-unit lint synth bench serve clean
+.PHONY: help install test test-unit lint bench clean
+
+# What the whole test suite needs besides .venv; each mk/*.mk file appends its own
+# (the vLLM CPU venv, the checkov venv, ...) and defines its area's targets.
+TEST_PREREQS := install
+include $(sort $(wildcard mk/*.mk))
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +32,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## create .venv and install everything the tests need (idempotent)
 
-test: install ## run the whole test suite (unit and integration)
+test: $(TEST_PREREQS) ## run the whole test suite (unit and integration)
 	$(BIN)/pytest
 
 test-unit: install ## run the tests that need no local service
@@ -38,14 +43,8 @@ lint: install ## ruff and mypy, both must be clean
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-synth: install ## synthesize the stacks to Terraform JSON and summarize them
-	@echo "synth: not available yet (the CDK Terrain stack lands with the infra issue)"
-
 bench: install ## run the benchmarks (kept apart from the tests)
 	$(BIN)/python -m bench
-
-serve: install ## run one replica locally: vLLM on the CPU behind the gateway on :8000
-	@echo "serve: not available yet (the gateway lands with the gateway issue)"
 
 clean: ## remove the virtualenvs, build output and caches
 	rm -rf $(VENV) .venv-* cdktf.out build *.egg-info .pytest_cache .mypy_cache .ruff_cache

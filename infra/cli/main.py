@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import pkgutil
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from infra.cli import policy_cmd, schedule_cmd
+import infra.cli
 from infra.cli.common import CommandError
 from infra.policy import PolicyError
 
-SUBCOMMANDS = (policy_cmd, schedule_cmd)
+
+def _subcommand_modules() -> list[str]:
+    # Each `*_cmd.py` module in this package contributes one subcommand via `register()`.
+    return sorted(
+        f"infra.cli.{module.name}"
+        for module in pkgutil.iter_modules(infra.cli.__path__)
+        if module.name.endswith("_cmd")
+    )
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -23,8 +32,8 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineErrorParser(prog="fleet", description=__doc__)
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in SUBCOMMANDS:
-        module.register(subcommands)
+    for name in _subcommand_modules():
+        importlib.import_module(name).register(subcommands)
     return parser
 
 
