@@ -1,0 +1,1 @@
+"""The calendar Lambda: keeps the group's one-off scheduled actions equal to the NYSE schedule."""
