@@ -1,0 +1,215 @@
+"""vllm.service and gateway.service: systemd accepts them, and they keep their promises."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from app.settings import GatewaySettings
+from tests.ami.unitfile import (
+    AMI_DIR,
+    UNITS_DIR,
+    Unit,
+    exec_start_argv,
+    option,
+    parse_unit,
+    read_env_file,
+    unit_environment,
+    value,
+    values,
+)
+
+HOST_UNIT_DIR = Path("/usr/lib/systemd/system")
+GATEWAY_ENV_EXAMPLE = AMI_DIR / "files" / "gateway.env.example"
+VLLM_ENV_EXAMPLE = AMI_DIR / "files" / "vllm.env.example"
+# What 30-model.sh writes on the image, in the same format.
+VLLM_DEFAULTS = {"VLLM_MODEL_DIR": "/opt/finsight/models/m", "VLLM_SERVED_MODEL_NAME": "m"}
+
+
+@pytest.fixture(scope="module")
+def vllm_unit() -> Unit:
+    return parse_unit(UNITS_DIR / "vllm.service")
+
+
+@pytest.fixture(scope="module")
+def gateway_unit() -> Unit:
+    return parse_unit(UNITS_DIR / "gateway.service")
+
+
+def _vllm_argv(unit: Unit, tmp_path: Path) -> list[str]:
+    defaults = tmp_path / "vllm.defaults.env"
+    defaults.write_text("".join(f"{k}={v}\n" for k, v in VLLM_DEFAULTS.items()))
+    env = unit_environment(unit, {"/opt/finsight/etc/vllm.defaults.env": defaults})
+    return exec_start_argv(unit, env)
+
+
+# --- systemd-analyze verify ------------------------------------------------------------
+# This machine (a container) does not run systemd as PID 1, and the units' binaries live in
+# the image's venvs. `verify --root` checks the units against a throwaway root holding
+# Debian's own unit files (for multi-user.target and friends) and executable stubs at the
+# ExecStart paths, which is what the image has once provisioned.
+
+
+def _verify_root(tmp_path: Path, units: dict[str, str]) -> Path:
+    if shutil.which("systemd-analyze") is None or not HOST_UNIT_DIR.is_dir():
+        pytest.fail("systemd-analyze is missing: run `make ami-tools`")
+    root = tmp_path / "root"
+    shutil.copytree(HOST_UNIT_DIR, root / "usr/lib/systemd/system", symlinks=True)
+    (root / "etc/systemd/system").mkdir(parents=True)
+    for name, text in units.items():
+        (root / "etc/systemd/system" / name).write_text(text)
+    for stub in ("opt/finsight/vllm/bin/python", "opt/finsight/gateway/bin/uvicorn"):
+        path = root / stub
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\nexit 0\n")
+        path.chmod(0o755)
+    return root
+
+
+def _verify(root: Path, names: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", f"--root={root}"]
+        + [f"/etc/systemd/system/{name}" for name in names],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_systemd_analyze_verifies_both_units(tmp_path: Path) -> None:
+    units = {name: (UNITS_DIR / name).read_text() for name in ("vllm.service", "gateway.service")}
+    result = _verify(_verify_root(tmp_path, units), list(units))
+    # verify exits 0 on some problems (an unknown value is "ignored"), so its output counts.
+    assert result.returncode == 0 and not result.stdout and not result.stderr, result
+
+
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        ("Restart=on-failure", "Restart=sometimes"),
+        ("ExecStart=/opt/finsight/vllm/bin/python", "ExecStart=/opt/finsight/vllm/bin/nope"),
+    ],
+)
+def test_verify_harness_catches_a_broken_unit(tmp_path: Path, broken: str, expected: str) -> None:
+    text = (UNITS_DIR / "vllm.service").read_text().replace(broken, expected, 1)
+    result = _verify(_verify_root(tmp_path, {"vllm.service": text}), ["vllm.service"])
+    assert result.returncode != 0 or result.stderr
+
+
+# --- vllm.service ----------------------------------------------------------------------
+
+
+def test_vllm_listens_on_loopback_only(vllm_unit: Unit, tmp_path: Path) -> None:
+    argv = _vllm_argv(vllm_unit, tmp_path)
+    assert argv[:3] == ["/opt/finsight/vllm/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert option(argv, "--host") == "127.0.0.1"
+    assert option(argv, "--port") == "8001"
+
+
+def test_vllm_flags_fit_an_a10g(vllm_unit: Unit, tmp_path: Path) -> None:
+    argv = _vllm_argv(vllm_unit, tmp_path)
+    max_model_len = int(option(argv, "--max-model-len"))
+    max_num_seqs = int(option(argv, "--max-num-seqs"))
+    utilisation = float(option(argv, "--gpu-memory-utilization"))
+    assert 0.5 <= utilisation <= 0.95
+    # KV cache left for an 8B bf16 model (Llama-3.1-8B: 32 layers, 8 KV heads of 128,
+    # K and V in 2 bytes = 128 KiB a token) after about 15 GiB of weights and 1.5 GiB of
+    # activations and CUDA graphs: it must hold at least one full-length sequence, and
+    # the batch the fleet targets (10 ongoing requests) at 1,000 tokens each.
+    kv_gib = 24 * utilisation - 15.0 - 1.5
+    kv_tokens = kv_gib * 2**30 / (128 * 2**10)
+    assert kv_tokens >= max_model_len
+    assert kv_tokens >= 10 * 1000
+    assert 10 <= max_num_seqs <= 256
+    assert option(argv, "--model") == VLLM_DEFAULTS["VLLM_MODEL_DIR"]
+    assert option(argv, "--served-model-name") == VLLM_DEFAULTS["VLLM_SERVED_MODEL_NAME"]
+
+
+def test_vllm_restarts_on_failure_with_a_limit(vllm_unit: Unit) -> None:
+    assert value(vllm_unit, "Service", "Restart") == "on-failure"
+    assert int(value(vllm_unit, "Unit", "StartLimitBurst")) >= 2
+    assert int(value(vllm_unit, "Unit", "StartLimitIntervalSec")) > 0
+
+
+def test_vllm_never_downloads_at_boot(vllm_unit: Unit, tmp_path: Path) -> None:
+    defaults = tmp_path / "vllm.defaults.env"
+    defaults.write_text("")
+    env = unit_environment(vllm_unit, {"/opt/finsight/etc/vllm.defaults.env": defaults})
+    assert env["HF_HUB_OFFLINE"] == "1"
+    # The compile cache the build's warm-up filled is where the unit looks for it.
+    assert env["VLLM_CACHE_ROOT"] == "/var/cache/vllm"
+
+
+def test_vllm_reads_the_baked_defaults_then_the_stacks_file(vllm_unit: Unit) -> None:
+    assert values(vllm_unit, "Service", "EnvironmentFile") == [
+        "/opt/finsight/etc/vllm.defaults.env",
+        "-/etc/finsight/vllm.env",
+    ]
+    assert set(read_env_file(VLLM_ENV_EXAMPLE)) <= set(VLLM_DEFAULTS)
+
+
+# --- gateway.service -------------------------------------------------------------------
+
+
+def test_gateway_command_is_the_contract(gateway_unit: Unit) -> None:
+    env = unit_environment(gateway_unit, {"/etc/finsight/gateway.env": GATEWAY_ENV_EXAMPLE})
+    argv = exec_start_argv(gateway_unit, env)
+    assert argv[0] == "/opt/finsight/gateway/bin/uvicorn"
+    assert argv[1:8] == [
+        "--factory",
+        "app.main:create_app",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+        "--no-access-log",
+    ]
+
+
+def test_gateway_runs_without_vllm(gateway_unit: Unit) -> None:
+    for key in ("Requires", "BindsTo", "PartOf", "Requisite"):
+        assert not any("vllm" in v for v in values(gateway_unit, "Unit", key)), key
+
+
+def test_gateway_upstream_is_the_local_vllm(
+    gateway_unit: Unit, vllm_unit: Unit, tmp_path: Path
+) -> None:
+    env = unit_environment(gateway_unit, {"/etc/finsight/gateway.env": GATEWAY_ENV_EXAMPLE})
+    argv = _vllm_argv(vllm_unit, tmp_path)
+    assert env["GATEWAY_UPSTREAM_URL"] == f"http://127.0.0.1:{option(argv, '--port')}"
+
+
+def test_gateway_stop_outlasts_the_drain_deadline(gateway_unit: Unit) -> None:
+    timeout_stop_s = float(value(gateway_unit, "Service", "TimeoutStopSec"))
+    default_deadline = GatewaySettings.model_fields["drain_deadline_s"].default
+    example_deadline = float(read_env_file(GATEWAY_ENV_EXAMPLE)["GATEWAY_DRAIN_DEADLINE_S"])
+    # Room after the deadline for CompleteLifecycleAction and the process exit.
+    assert timeout_stop_s >= max(default_deadline, example_deadline) + 30
+    assert value(gateway_unit, "Service", "KillSignal") == "SIGTERM"
+    # SIGTERM to the main process only: uvicorn drains; its children must not die first.
+    assert value(gateway_unit, "Service", "KillMode") == "mixed"
+
+
+def test_gateway_env_example_is_accepted_by_the_settings(
+    monkeypatch: pytest.MonkeyPatch, gateway_unit: Unit
+) -> None:
+    env = unit_environment(gateway_unit, {"/etc/finsight/gateway.env": GATEWAY_ENV_EXAMPLE})
+    for key in list(os.environ):
+        if key.startswith("GATEWAY_"):
+            monkeypatch.delenv(key)
+    for key, val in env.items():
+        monkeypatch.setenv(key, val)
+    settings = GatewaySettings()
+    assert settings.tenants_secret_id and settings.tenants_file is None
+    assert settings.autoscaling_group_name and settings.lifecycle_hook_name
+
+
+def test_both_units_log_to_the_files_the_agent_ships(gateway_unit: Unit, vllm_unit: Unit) -> None:
+    for name, unit in (("gateway", gateway_unit), ("vllm", vllm_unit)):
+        target = f"append:/var/log/finsight/{name}.log"
+        assert value(unit, "Service", "StandardOutput") == target
+        assert value(unit, "Service", "StandardError") == target
