@@ -3,12 +3,15 @@
 
 AMI_WHEEL_DIR := build/ami/wheel
 
-# shellcheck lints the provisioning scripts; systemd-analyze verifies the units. Debian's
-# packages, installed only when missing (CI runs as root on a fresh machine).
-ami-tools: ## install shellcheck and systemd-analyze for the image's tests
-	@command -v shellcheck >/dev/null && command -v systemd-analyze >/dev/null || { \
+# shellcheck lints the provisioning scripts, systemd-analyze verifies the units, jq runs in
+# the AMI-id publisher. Debian's packages, installed only when missing (CI runs as root on
+# a fresh machine).
+ami-tools: ## install shellcheck, systemd-analyze and jq for the image's tests
+	@command -v shellcheck >/dev/null && command -v systemd-analyze >/dev/null \
+		&& command -v jq >/dev/null || { \
 		apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends shellcheck systemd; }
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			shellcheck systemd jq; }
 
 TEST_PREREQS += ami-tools
 

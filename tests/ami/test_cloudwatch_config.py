@@ -1,0 +1,44 @@
+"""The CloudWatch agent ships what the units write and the GPU metrics the dashboard shows."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from app.settings import GatewaySettings
+from tests.ami.unitfile import AMI_DIR, UNITS_DIR, parse_unit, value
+
+CONFIG = AMI_DIR / "cloudwatch" / "amazon-cloudwatch-agent.json"
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(CONFIG.read_text())
+    return parsed
+
+
+def test_logs_of_both_units_go_to_their_groups(config: dict[str, Any]) -> None:
+    collected = config["logs"]["logs_collected"]["files"]["collect_list"]
+    by_file = {entry["file_path"]: entry for entry in collected}
+    for name in ("gateway", "vllm"):
+        unit = parse_unit(UNITS_DIR / f"{name}.service")
+        path = value(unit, "Service", "StandardOutput").removeprefix("append:")
+        assert path in by_file, path
+        assert by_file[path]["log_group_name"] == f"/finsight-serving/{name}"
+        assert by_file[path]["log_stream_name"] == "{instance_id}"
+
+
+def test_gpu_utilisation_and_memory_are_collected(config: dict[str, Any]) -> None:
+    gpu = config["metrics"]["metrics_collected"]["nvidia_gpu"]["measurement"]
+    assert {"utilization_gpu", "memory_used", "memory_total"} <= set(gpu)
+    dimensions = config["metrics"]["append_dimensions"]
+    assert dimensions["AutoScalingGroupName"] == "${aws:AutoScalingGroupName}"
+    assert ["AutoScalingGroupName"] in config["metrics"]["aggregation_dimensions"]
+
+
+def test_metrics_share_the_gateways_namespace(config: dict[str, Any]) -> None:
+    # The instance role may PutMetricData only in the fleet's namespace.
+    default_namespace = GatewaySettings.model_fields["cloudwatch_namespace"].default
+    assert config["metrics"]["namespace"] == default_namespace
