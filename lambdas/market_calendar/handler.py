@@ -1,0 +1,57 @@
+"""Lambda entry point: parse the event and the environment, run `reconcile`, emit metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambdas.market_calendar.reconcile import reconcile
+from lambdas.market_calendar.settings import CalendarRequest, CalendarSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+
+SERVICE = "market-calendar"
+METRICS_NAMESPACE = "FinsightServing"
+
+# Powertools' documented pattern: one Logger and one Metrics per function, flushed by the
+# decorators; creating them reads only POWERTOOLS_* variables, no project configuration.
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _autoscaling_client() -> AutoScalingClient:
+    # The Lambda runtime provides boto3; importing it here keeps the zip free of the SDK
+    # (botocore alone is tens of MB) and the module importable where it is absent.
+    import boto3
+
+    return boto3.client("autoscaling")
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, object]:
+    try:
+        request = CalendarRequest.from_event(event)
+        settings = CalendarSettings.from_env(os.environ)
+        summary = reconcile(_autoscaling_client(), settings, request, now=_utcnow())
+    except Exception:
+        metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+        logger.exception("calendar run failed; the next run retries from what is there")
+        raise
+    metrics.add_metric(name="ActionsCreated", unit=MetricUnit.Count, value=len(summary.created))
+    metrics.add_metric(name="ActionsUpdated", unit=MetricUnit.Count, value=len(summary.updated))
+    metrics.add_metric(name="ActionsDeleted", unit=MetricUnit.Count, value=len(summary.deleted))
+    metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=0)
+    result = summary.as_json()
+    logger.info("calendar run done", extra={"summary": result})
+    return result
