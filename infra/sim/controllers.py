@@ -1,0 +1,230 @@
+"""The controllers a simulated fleet can run, behind one small interface.
+
+Each sees, every control tick, the per-instance ongoing requests averaged over the last
+metric period and the group's desired capacity, and answers with a new desired capacity.
+`quiet_until` lets the engine skip idle stretches: it returns the instant up to which
+ticks with no load would change nothing (or `now_s` when the controller is still busy).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import datetime as dt
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from infra.policy import DecisionState, Direction, FleetPolicy, Observation, decide
+from infra.sim.aws import ScheduledMinimum
+
+UTC = dt.UTC
+
+
+@dataclass(frozen=True)
+class FleetView:
+    """What a controller observes at one tick."""
+
+    now_s: float
+    ongoing_per_instance: Sequence[float]  # each in-service instance, mean over the period
+    desired: int  # the group's current desired capacity (pending instances included)
+
+
+class Controller(Protocol):
+    name: str
+
+    def initial(self, start_s: float) -> int:
+        """Instances in service when the simulation starts."""
+        ...
+
+    def desired(self, view: FleetView) -> int: ...
+
+    def quiet_until(self, now_s: float, desired: int) -> float: ...
+
+
+class Static:
+    """A fixed number of instances: the baseline every autoscaler must beat on cost."""
+
+    def __init__(self, replicas: int) -> None:
+        self.name = f"static-{replicas}"
+        self.replicas = replicas
+
+    def initial(self, start_s: float) -> int:
+        return self.replicas
+
+    def desired(self, view: FleetView) -> int:
+        return self.replicas
+
+    def quiet_until(self, now_s: float, desired: int) -> float:
+        return math.inf
+
+
+class RayServe:
+    """The seed's Ray Serve semantics: `decide()` on the look-back average of ongoing requests.
+
+    Ray replicas push metrics every 10 s and the controller averages a 30 s look-back; it
+    ticks every 0.1 s, here every metric period (delays are multiples of it, so a decision
+    lands at most one period late). The market-hours minimum switches exactly on time.
+    """
+
+    LOOK_BACK_S = 30.0
+
+    def __init__(self, policy: FleetPolicy, schedule: ScheduledMinimum, period_s: float) -> None:
+        self.name = "ray-serve"
+        self.policy = policy
+        self.schedule = schedule
+        self.samples: deque[float] = deque(maxlen=max(1, int(self.LOOK_BACK_S // period_s)))
+        self.state = DecisionState()
+
+    def initial(self, start_s: float) -> int:
+        return self.schedule.at(start_s)
+
+    def desired(self, view: FleetView) -> int:
+        self.samples.append(sum(view.ongoing_per_instance))
+        load = sum(self.samples) / len(self.samples)
+        now = dt.datetime.fromtimestamp(view.now_s, UTC)
+        wanted, self.state = decide(self.policy, Observation(load, view.desired), self.state, now)
+        return wanted
+
+    def quiet_until(self, now_s: float, desired: int) -> float:
+        idle = self.state.direction is Direction.NONE and not any(self.samples)
+        if idle and desired == self.schedule.at(now_s):
+            return self.schedule.next_change_s(now_s)
+        return now_s
+
+
+class ProposedOnAws:
+    """The policy as deployed on AWS: scheduled actions set the group's minimum (late by up
+    to 2 minutes), and the scaling rules act on each 10 s datapoint of OngoingRequests.
+
+    The scaling rules are evaluated by `decide()` on the period's datapoint (no look-back
+    average: a CloudWatch alarm sees each datapoint); the schedule is the group's minimum,
+    which clamps whatever the rules want.
+    """
+
+    def __init__(self, policy: FleetPolicy, schedule: ScheduledMinimum) -> None:
+        self.name = "proposed-aws"
+        # The rules alone: the group's scheduled minimum is applied separately, as on AWS.
+        self.rules_policy = dataclasses.replace(
+            policy,
+            market_hours=dataclasses.replace(
+                policy.market_hours, min_replicas=policy.default.min_replicas
+            ),
+            special_days=(),
+        )
+        self.schedule = schedule
+        self.maximum = policy.max_replicas
+        self.state = DecisionState()
+        self.last_load = 0.0
+
+    def initial(self, start_s: float) -> int:
+        return self.schedule.at(start_s)
+
+    def desired(self, view: FleetView) -> int:
+        self.last_load = sum(view.ongoing_per_instance)
+        now = dt.datetime.fromtimestamp(view.now_s, UTC)
+        wanted, self.state = decide(
+            self.rules_policy, Observation(self.last_load, view.desired), self.state, now
+        )
+        return min(max(wanted, self.schedule.at(view.now_s)), self.maximum)
+
+    def quiet_until(self, now_s: float, desired: int) -> float:
+        idle = self.state.direction is Direction.NONE and self.last_load == 0
+        if idle and desired == self.schedule.at(now_s):
+            return self.schedule.next_change_s(now_s)
+        return now_s
+
+
+class TargetTracking:
+    """EC2 target tracking on ongoing requests per instance, with its fixed managed alarms.
+
+    One-minute datapoints; scale out when 3 of 3 exceed the target, to the capacity that
+    brings the metric back to target; scale in when 15 of 15 are below 90% of it, with
+    the default 300 s scale-in cooldown. New instances count once in service (warm-up).
+    """
+
+    OUT_DATAPOINTS = 3
+    IN_DATAPOINTS = 15
+    IN_THRESHOLD = 0.9
+    SCALE_IN_COOLDOWN_S = 300.0
+    MINUTE_S = 60.0
+
+    def __init__(self, policy: FleetPolicy, schedule: ScheduledMinimum, period_s: float) -> None:
+        self.name = "target-tracking"
+        self.target = policy.default.target_ongoing_requests
+        self.maximum = policy.max_replicas
+        self.schedule = schedule
+        self.ticks_per_minute = max(1, int(self.MINUTE_S // period_s))
+        self.minute_per_instance: list[float] = []
+        self.minute_total: list[float] = []
+        self.datapoints: deque[tuple[float, float]] = deque(maxlen=self.IN_DATAPOINTS)
+        self.last_scale_in_s = -math.inf
+
+    def initial(self, start_s: float) -> int:
+        return self.schedule.at(start_s)
+
+    def desired(self, view: FleetView) -> int:
+        floor = self.schedule.at(view.now_s)
+        desired = min(max(view.desired, floor), self.maximum)
+        if view.ongoing_per_instance:
+            total = sum(view.ongoing_per_instance)
+            self.minute_per_instance.append(total / len(view.ongoing_per_instance))
+            self.minute_total.append(total)
+        if len(self.minute_per_instance) < self.ticks_per_minute:
+            return desired
+        per_instance = sum(self.minute_per_instance) / len(self.minute_per_instance)
+        total = sum(self.minute_total) / len(self.minute_total)
+        self.minute_per_instance.clear()
+        self.minute_total.clear()
+        self.datapoints.append((per_instance, total))
+        needed = min(max(math.ceil(total / self.target), floor), self.maximum)
+        recent = list(self.datapoints)
+        high = recent[-self.OUT_DATAPOINTS :]
+        if len(high) == self.OUT_DATAPOINTS and all(p > self.target for p, _ in high):
+            return max(desired, needed)
+        cooled = view.now_s - self.last_scale_in_s >= self.SCALE_IN_COOLDOWN_S
+        low = len(recent) == self.IN_DATAPOINTS and all(
+            p < self.IN_THRESHOLD * self.target for p, _ in recent
+        )
+        if low and cooled and needed < desired:
+            self.last_scale_in_s = view.now_s
+            return needed
+        return desired
+
+    def quiet_until(self, now_s: float, desired: int) -> float:
+        idle = not any(p for p, _ in self.datapoints) and not any(self.minute_per_instance)
+        if idle and desired == self.schedule.at(now_s) and not self.minute_per_instance:
+            return self.schedule.next_change_s(now_s)
+        return now_s
+
+
+class Clairvoyant:
+    """Follows a plan made knowing the traffic: the instances each window needs, launched
+    `lead_s` ahead (the worst boot) so that they serve from the window's start."""
+
+    def __init__(self, window_starts_s: Sequence[float], needed: Sequence[int], lead_s: float):
+        self.name = "clairvoyant"
+        self.starts = list(window_starts_s)
+        self.needed = list(needed)
+        self.lead_s = lead_s
+
+    def _need_at(self, now_s: float) -> int:
+        index = bisect.bisect_right(self.starts, now_s) - 1
+        return self.needed[max(index, 0)]
+
+    def initial(self, start_s: float) -> int:
+        return self.desired_at(start_s)
+
+    def desired_at(self, now_s: float) -> int:
+        first = bisect.bisect_right(self.starts, now_s) - 1
+        last = bisect.bisect_right(self.starts, now_s + self.lead_s) - 1
+        return max(self.needed[max(first, 0) : max(last, 0) + 1])
+
+    def desired(self, view: FleetView) -> int:
+        return self.desired_at(view.now_s)
+
+    def quiet_until(self, now_s: float, desired: int) -> float:
+        index = bisect.bisect_right(self.starts, now_s + self.lead_s)
+        return self.starts[index] - self.lead_s if index < len(self.starts) else math.inf

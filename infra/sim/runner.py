@@ -1,0 +1,120 @@
+"""Run every config on one trace and summarise them side by side: the simulator's entry."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from infra.policy import FleetPolicy
+from infra.sim.aws import AwsMechanics, BootTimes, ScheduledMinimum
+from infra.sim.clairvoyant import plan
+from infra.sim.controllers import Controller, ProposedOnAws, RayServe, Static, TargetTracking
+from infra.sim.engine import RunResult, simulate
+from infra.sim.metrics import ConfigReport, summarize
+from infra.sim.replica_model import A10G_VLLM, ReplicaModel
+from infra.sim.sla import Sla
+from infra.sim.trace import Trace
+
+POLICY_CONFIG = "policy-aws"
+STATIC_BASELINES = 4  # static-1 .. static-4, as the seed's 1-4 replica range
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Everything a run needs besides the traffic."""
+
+    policy: FleetPolicy
+    seed: int = 0
+    sla: Sla = field(default_factory=Sla)
+    model: ReplicaModel = A10G_VLLM
+    mechanics: AwsMechanics = field(default_factory=AwsMechanics)
+    period_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    reports: list[ConfigReport]
+    runs: list[RunResult]
+
+    def report(self, config: str) -> ConfigReport:
+        return next(r for r in self.reports if r.config == config)
+
+    def run(self, config: str) -> RunResult:
+        return next(r for r in self.runs if r.config == config)
+
+
+def _no_progress(done: float, label: str) -> None:
+    return None
+
+
+def run_configs(
+    trace: Trace,
+    simulation: Simulation,
+    configs: tuple[str, ...] | None = None,
+    progress: Progress = _no_progress,
+) -> Outcome:
+    """Simulate the baselines and the policy; `configs` limits which (None: all)."""
+    policy = simulation.policy
+    mechanics = simulation.mechanics
+    seed = simulation.seed
+    late = ScheduledMinimum(
+        policy, trace.start_s, trace.end_s, mechanics.scheduled_action_max_late_s, seed
+    )
+    exact = ScheduledMinimum(policy, trace.start_s, trace.end_s, 0.0, seed)
+    statics = max(STATIC_BASELINES, policy.max_replicas)
+
+    def factories() -> list[tuple[str, Callable[[], Controller]]]:
+        made: list[tuple[str, Callable[[], Controller]]] = [
+            (f"static-{n}", _static(n)) for n in range(1, statics + 1)
+        ]
+        made += [
+            ("ray-serve", lambda: RayServe(policy, exact, simulation.period_s)),
+            ("target-tracking", lambda: TargetTracking(policy, late, simulation.period_s)),
+            (POLICY_CONFIG, lambda: _named(ProposedOnAws(policy, late), POLICY_CONFIG)),
+        ]
+        return made
+
+    wanted = set(configs) if configs is not None else None
+    wants_clairvoyant = wanted is None or "clairvoyant" in wanted
+    chosen = [
+        (name, make)
+        for name, make in factories()
+        if wanted is None or name in wanted or (wants_clairvoyant and name.startswith("static-"))
+    ]
+    total = len(chosen) + (1 if wants_clairvoyant else 0)
+    runs: list[RunResult] = []
+    for done, (name, make) in enumerate(chosen):
+        progress(done / total, name)
+        runs.append(simulate(trace, make(), simulation.model, mechanics, seed, simulation.period_s))
+    if wants_clairvoyant:
+        progress(len(chosen) / total, "clairvoyant")
+        statics_runs = [r for r in runs if r.config.startswith("static-")]
+        statics_runs.sort(key=lambda r: int(r.config.split("-")[1]))
+        lead = math.ceil(BootTimes(seed, mechanics.warm_pool).worst_s / simulation.period_s)
+        controller = plan(
+            trace,
+            statics_runs[: policy.max_replicas],
+            simulation.sla,
+            policy.default.min_replicas,
+            (lead + 1) * simulation.period_s,
+        )
+        runs.append(
+            simulate(trace, controller, simulation.model, mechanics, seed, simulation.period_s)
+        )
+    progress(1.0, "done")
+    if wanted is not None:
+        runs = [r for r in runs if r.config in wanted]
+    reports = [summarize(run, trace, simulation.sla, mechanics.hourly_usd) for run in runs]
+    return Outcome(reports, runs)
+
+
+def _static(replicas: int) -> Callable[[], Controller]:
+    return lambda: Static(replicas)
+
+
+def _named(controller: ProposedOnAws, name: str) -> ProposedOnAws:
+    controller.name = name
+    return controller
