@@ -1,0 +1,1 @@
+"""The CDK Terrain stack: one construct per concern, wired by `FleetStack`."""

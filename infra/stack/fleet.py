@@ -1,0 +1,392 @@
+"""The GPU fleet: launch template, least-privilege instance role, Auto Scaling group.
+
+Each instance runs vLLM (:8001) behind the gateway (:8000); the user data only writes the
+two env files the image's systemd units read. No secret is in the user data: the gateway
+fetches the tenants from Secrets Manager by id with the instance role.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+from cdktn_provider_aws.autoscaling_group import (
+    AutoscalingGroup,
+    AutoscalingGroupInitialLifecycleHook,
+    AutoscalingGroupInstanceRefresh,
+    AutoscalingGroupInstanceRefreshPreferences,
+    AutoscalingGroupLaunchTemplate,
+    AutoscalingGroupTag,
+    AutoscalingGroupWarmPool,
+    AutoscalingGroupWarmPoolInstanceReusePolicy,
+)
+from cdktn_provider_aws.iam_instance_profile import IamInstanceProfile
+from cdktn_provider_aws.iam_role import IamRole
+from cdktn_provider_aws.iam_role_policy import IamRolePolicy
+from cdktn_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
+from cdktn_provider_aws.launch_template import (
+    LaunchTemplate,
+    LaunchTemplateBlockDeviceMappings,
+    LaunchTemplateBlockDeviceMappingsEbs,
+    LaunchTemplateIamInstanceProfile,
+    LaunchTemplateMetadataOptions,
+    LaunchTemplateMonitoring,
+    LaunchTemplateTagSpecifications,
+)
+from cdktn_provider_aws.security_group import (
+    SecurityGroup,
+    SecurityGroupEgress,
+    SecurityGroupIngress,
+)
+from cdktn_provider_aws.security_group_rule import SecurityGroupRule
+from constructs import Construct
+
+from infra.stack.load_balancer import GATEWAY_PORT
+
+UPSTREAM_URL = "http://127.0.0.1:8001"
+GATEWAY_ENV_PATH = "/etc/finsight/gateway.env"
+VLLM_ENV_PATH = "/etc/finsight/vllm.env"
+# The agent baked into the image (ami/cloudwatch) ships these log groups.
+LOG_GROUP_PREFIX = "/finsight-serving"
+SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+# The drain takes up to the deadline; the hook waits a minute more so that the gateway,
+# not the timeout, completes the lifecycle action.
+LIFECYCLE_HEARTBEAT_MARGIN_S = 60
+GROUP_METRICS = (
+    "GroupMinSize",
+    "GroupMaxSize",
+    "GroupDesiredCapacity",
+    "GroupInServiceInstances",
+    "GroupPendingInstances",
+    "GroupTerminatingInstances",
+    "GroupTotalInstances",
+    "WarmPoolWarmedCapacity",
+    "WarmPoolDesiredCapacity",
+)
+
+
+@dataclass(frozen=True)
+class GatewayEnv:
+    """What the user data writes to /etc/finsight/gateway.env (the gateway's contract)."""
+
+    tenants_secret_id: str
+    cloudwatch_namespace: str
+    autoscaling_group_name: str
+    lifecycle_hook_name: str
+    region: str
+    drain_deadline_s: int
+    upstream_url: str = UPSTREAM_URL
+
+    def render(self) -> str:
+        values = {
+            "GATEWAY_UPSTREAM_URL": self.upstream_url,
+            "GATEWAY_TENANTS_SECRET_ID": self.tenants_secret_id,
+            "GATEWAY_CLOUDWATCH_NAMESPACE": self.cloudwatch_namespace,
+            "GATEWAY_AUTOSCALING_GROUP_NAME": self.autoscaling_group_name,
+            "GATEWAY_LIFECYCLE_HOOK_NAME": self.lifecycle_hook_name,
+            "GATEWAY_AWS_REGION": self.region,
+            "GATEWAY_DRAIN_DEADLINE_S": str(self.drain_deadline_s),
+        }
+        return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+def render_user_data(gateway: GatewayEnv, model_location: str) -> str:
+    """cloud-init config writing both env files before the image's units start."""
+    files = [
+        {"path": GATEWAY_ENV_PATH, "permissions": "0644", "content": gateway.render()},
+        {
+            "path": VLLM_ENV_PATH,
+            "permissions": "0644",
+            "content": f"VLLM_MODEL_LOCATION={model_location}\n",
+        },
+    ]
+    # JSON is valid YAML, and json.dumps quotes every value safely.
+    return "#cloud-config\n" + json.dumps({"write_files": files}, indent=1) + "\n"
+
+
+@dataclass(frozen=True)
+class FleetProps:
+    name: str
+    region: str
+    account_id: str
+    vpc_id: str
+    private_subnet_ids: list[str]
+    alb_security_group_id: str
+    target_group_arn: str
+    instance_type: str
+    image: str
+    root_volume_gb: int
+    min_size: int
+    max_size: int
+    health_check_grace_period_s: int
+    instance_warmup_s: int
+    warm_pool: bool
+    warm_pool_size: int
+    cloudwatch_namespace: str
+    agent_namespace: str
+    model_location: str
+    model_bucket: str
+    model_prefix: str
+    tenants_secret_arn: str
+    drain_deadline_s: int
+
+
+class Fleet(Construct):
+    autoscaling_group_name: str
+    autoscaling_group_arn: str
+    lifecycle_hook_name: str
+    instance_role_name: str
+    security_group_id: str
+    user_data: str
+
+    def __init__(self, scope: Construct, id_: str, props: FleetProps) -> None:
+        super().__init__(scope, id_)
+        # Known before the group exists, so the user data can carry it without a cycle.
+        group_name = props.name
+        self.lifecycle_hook_name = f"{props.name}-drain"
+        group_arn = (
+            f"arn:aws:autoscaling:{props.region}:{props.account_id}:autoScalingGroup:*:"
+            f"autoScalingGroupName/{props.name}"
+        )
+
+        role = IamRole(
+            self,
+            "role",
+            name=f"{props.name}-instance",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ec2.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )
+        self.instance_role_name = role.name
+        IamRolePolicyAttachment(self, "ssm", role=role.name, policy_arn=SSM_CORE_POLICY)
+        IamRolePolicy(
+            self,
+            "permissions",
+            name="fleet-instance",
+            role=role.id,
+            policy=json.dumps(self._instance_policy(props, group_arn)),
+        )
+        profile = IamInstanceProfile(self, "profile", name=f"{props.name}-instance", role=role.name)
+
+        instances = SecurityGroup(
+            self,
+            "sg",
+            name=f"{props.name}-instances",
+            description="GPU instances: the gateway port from the load balancer only",
+            vpc_id=props.vpc_id,
+            ingress=[
+                SecurityGroupIngress(
+                    description="Gateway from the load balancer",
+                    protocol="tcp",
+                    from_port=GATEWAY_PORT,
+                    to_port=GATEWAY_PORT,
+                    security_groups=[props.alb_security_group_id],
+                )
+            ],
+            egress=[
+                SecurityGroupEgress(
+                    description="AWS APIs through the NAT gateway and the S3 endpoint",
+                    protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    cidr_blocks=["0.0.0.0/0"],
+                )
+            ],
+            tags={"Name": f"{props.name}-instances"},
+        )
+        self.security_group_id = instances.id
+        SecurityGroupRule(
+            self,
+            "alb-to-gateways",
+            type="egress",
+            security_group_id=props.alb_security_group_id,
+            protocol="tcp",
+            from_port=GATEWAY_PORT,
+            to_port=GATEWAY_PORT,
+            source_security_group_id=instances.id,
+            description="Load balancer to the gateways",
+        )
+
+        self.user_data = render_user_data(
+            GatewayEnv(
+                tenants_secret_id=props.tenants_secret_arn,
+                cloudwatch_namespace=props.cloudwatch_namespace,
+                autoscaling_group_name=group_name,
+                lifecycle_hook_name=self.lifecycle_hook_name,
+                region=props.region,
+                drain_deadline_s=props.drain_deadline_s,
+            ),
+            props.model_location,
+        )
+        template = LaunchTemplate(
+            self,
+            "template",
+            name=f"{props.name}-gpu",
+            image_id=props.image,
+            instance_type=props.instance_type,
+            update_default_version=True,
+            ebs_optimized="true",
+            vpc_security_group_ids=[instances.id],
+            iam_instance_profile=LaunchTemplateIamInstanceProfile(arn=profile.arn),
+            metadata_options=LaunchTemplateMetadataOptions(
+                http_endpoint="enabled",
+                http_tokens="required",
+                # 1 hop: a container on the host cannot borrow the instance's role.
+                http_put_response_hop_limit=1,
+                instance_metadata_tags="enabled",
+            ),
+            monitoring=LaunchTemplateMonitoring(enabled=True),
+            block_device_mappings=[
+                LaunchTemplateBlockDeviceMappings(
+                    device_name="/dev/sda1",
+                    ebs=LaunchTemplateBlockDeviceMappingsEbs(
+                        volume_type="gp3",
+                        volume_size=props.root_volume_gb,
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            user_data=base64.b64encode(self.user_data.encode()).decode(),
+            tag_specifications=[
+                LaunchTemplateTagSpecifications(
+                    resource_type=kind, tags={"Name": f"{props.name}-gpu"}
+                )
+                for kind in ("instance", "volume")
+            ],
+        )
+
+        group = AutoscalingGroup(
+            self,
+            "group",
+            name=group_name,
+            min_size=props.min_size,
+            max_size=props.max_size,
+            vpc_zone_identifier=props.private_subnet_ids,
+            target_group_arns=[props.target_group_arn],
+            health_check_type="ELB",
+            health_check_grace_period=props.health_check_grace_period_s,
+            default_instance_warmup=props.instance_warmup_s,
+            launch_template=AutoscalingGroupLaunchTemplate(id=template.id, version="$Latest"),
+            enabled_metrics=list(GROUP_METRICS),
+            metrics_granularity="1Minute",
+            # Remove the instances launched from the oldest template first on scale-in.
+            termination_policies=["OldestLaunchTemplate", "Default"],
+            initial_lifecycle_hook=[
+                AutoscalingGroupInitialLifecycleHook(
+                    name=self.lifecycle_hook_name,
+                    lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+                    heartbeat_timeout=props.drain_deadline_s + LIFECYCLE_HEARTBEAT_MARGIN_S,
+                    default_result="CONTINUE",
+                )
+            ],
+            instance_refresh=AutoscalingGroupInstanceRefresh(
+                strategy="Rolling",
+                # Launch the new instance before stopping an old one: never below capacity.
+                preferences=AutoscalingGroupInstanceRefreshPreferences(
+                    min_healthy_percentage=100,
+                    max_healthy_percentage=200,
+                    instance_warmup=str(props.instance_warmup_s),
+                    skip_matching=True,
+                ),
+            ),
+            warm_pool=(
+                AutoscalingGroupWarmPool(
+                    pool_state="Stopped",
+                    min_size=props.warm_pool_size,
+                    instance_reuse_policy=AutoscalingGroupWarmPoolInstanceReusePolicy(
+                        reuse_on_scale_in=True
+                    ),
+                )
+                if props.warm_pool
+                else None
+            ),
+            tag=[
+                AutoscalingGroupTag(key="Name", value=f"{props.name}-gpu", propagate_at_launch=True)
+            ],
+            # Scaling policies and scheduled actions own the desired capacity.
+            lifecycle={"ignore_changes": ["desired_capacity"]},
+        )
+        # The resource's attributes, so that whatever refers to the group waits for it.
+        self.autoscaling_group_name = group.name
+        self.autoscaling_group_arn = group.arn
+
+    @staticmethod
+    def _instance_policy(props: FleetProps, group_arn: str) -> dict[str, object]:
+        log_groups = (
+            f"arn:aws:logs:{props.region}:{props.account_id}:log-group:{LOG_GROUP_PREFIX}/*"
+        )
+        prefix = props.model_prefix
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "PublishOwnMetrics",
+                    "Effect": "Allow",
+                    "Action": "cloudwatch:PutMetricData",
+                    "Resource": "*",
+                    "Condition": {
+                        "StringEquals": {
+                            "cloudwatch:namespace": [
+                                props.cloudwatch_namespace,
+                                props.agent_namespace,
+                            ]
+                        }
+                    },
+                },
+                {
+                    "Sid": "AgentReadsOwnTags",
+                    "Effect": "Allow",
+                    "Action": "ec2:DescribeTags",
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "ShipLogs",
+                    "Effect": "Allow",
+                    "Action": [
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:DescribeLogStreams",
+                    ],
+                    "Resource": [log_groups, f"{log_groups}:*"],
+                },
+                {
+                    "Sid": "ReadTenants",
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:GetSecretValue",
+                    "Resource": props.tenants_secret_arn,
+                },
+                {
+                    "Sid": "ReadModel",
+                    "Effect": "Allow",
+                    "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::{props.model_bucket}/{prefix}*",
+                },
+                {
+                    "Sid": "ListModel",
+                    "Effect": "Allow",
+                    "Action": "s3:ListBucket",
+                    "Resource": f"arn:aws:s3:::{props.model_bucket}",
+                    "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+                },
+                {
+                    "Sid": "CompleteOwnDrain",
+                    "Effect": "Allow",
+                    "Action": [
+                        "autoscaling:CompleteLifecycleAction",
+                        "autoscaling:RecordLifecycleActionHeartbeat",
+                    ],
+                    "Resource": group_arn,
+                },
+            ],
+        }

@@ -1,0 +1,142 @@
+"""The VPC: public subnets for the load balancer, private ones for the GPU instances.
+
+Egress choice: one NAT gateway plus a free S3 gateway endpoint. The instances call a
+handful of AWS APIs (CloudWatch, Logs, SSM, Secrets Manager, Auto Scaling) with a few
+kilobytes a minute, and read the model (gigabytes) from S3. Interface endpoints for those
+seven services would cost about 7 x 2 AZs x $7.30 = ~$100 a month; one NAT gateway costs
+about $33 a month plus $0.045/GB of the small API traffic, and the model bytes take the
+S3 endpoint at no charge. The price: API egress depends on the NAT's AZ, which only
+matters while that AZ is down, and then its instances are down too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdktn_provider_aws.default_security_group import DefaultSecurityGroup
+from cdktn_provider_aws.eip import Eip
+from cdktn_provider_aws.internet_gateway import InternetGateway
+from cdktn_provider_aws.nat_gateway import NatGateway
+from cdktn_provider_aws.route_table import RouteTable, RouteTableRoute
+from cdktn_provider_aws.route_table_association import RouteTableAssociation
+from cdktn_provider_aws.subnet import Subnet
+from cdktn_provider_aws.vpc import Vpc
+from cdktn_provider_aws.vpc_endpoint import VpcEndpoint
+from constructs import Construct
+
+
+@dataclass(frozen=True)
+class NetworkProps:
+    name: str
+    region: str
+    availability_zones: tuple[str, ...]
+    vpc_cidr: str
+    # An existing VPC: when set, nothing is created and these ids are passed through.
+    vpc_id: str | None = None
+    public_subnet_ids: tuple[str, ...] = ()
+    private_subnet_ids: tuple[str, ...] = ()
+
+
+class Network(Construct):
+    vpc_id: str
+    public_subnet_ids: list[str]
+    private_subnet_ids: list[str]
+
+    def __init__(self, scope: Construct, id_: str, props: NetworkProps) -> None:
+        super().__init__(scope, id_)
+        if props.vpc_id is not None:
+            self.vpc_id = props.vpc_id
+            self.public_subnet_ids = list(props.public_subnet_ids)
+            self.private_subnet_ids = list(props.private_subnet_ids)
+            return
+        vpc = Vpc(
+            self,
+            "vpc",
+            cidr_block=props.vpc_cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={"Name": props.name},
+        )
+        self.vpc_id = vpc.id
+        # Nothing may use the default group: it would allow all traffic between members.
+        DefaultSecurityGroup(self, "default-sg", vpc_id=vpc.id, ingress=[], egress=[])
+        base, prefix = props.vpc_cidr.split("/")
+        octets = [int(part) for part in base.split(".")]
+        subnet_prefix = int(prefix) + 4
+
+        def cidr(index: int) -> str:
+            size = 2 ** (32 - subnet_prefix)
+            value = (octets[0] << 24 | octets[1] << 16 | octets[2] << 8 | octets[3]) + index * size
+            parts = [(value >> shift) & 255 for shift in (24, 16, 8, 0)]
+            return ".".join(str(part) for part in parts) + f"/{subnet_prefix}"
+
+        public = [
+            Subnet(
+                self,
+                f"public-{index}",
+                vpc_id=vpc.id,
+                availability_zone=zone,
+                cidr_block=cidr(index),
+                map_public_ip_on_launch=False,
+                tags={"Name": f"{props.name}-public-{zone}"},
+            )
+            for index, zone in enumerate(props.availability_zones)
+        ]
+        private = [
+            Subnet(
+                self,
+                f"private-{index}",
+                vpc_id=vpc.id,
+                availability_zone=zone,
+                cidr_block=cidr(8 + index),
+                map_public_ip_on_launch=False,
+                tags={"Name": f"{props.name}-private-{zone}"},
+            )
+            for index, zone in enumerate(props.availability_zones)
+        ]
+        gateway = InternetGateway(self, "igw", vpc_id=vpc.id, tags={"Name": props.name})
+        public_routes = RouteTable(
+            self,
+            "public-routes",
+            vpc_id=vpc.id,
+            route=[RouteTableRoute(cidr_block="0.0.0.0/0", gateway_id=gateway.id)],
+            tags={"Name": f"{props.name}-public"},
+        )
+        nat_ip = Eip(self, "nat-ip", domain="vpc", tags={"Name": f"{props.name}-nat"})
+        nat = NatGateway(
+            self,
+            "nat",
+            allocation_id=nat_ip.id,
+            subnet_id=public[0].id,
+            tags={"Name": props.name},
+            depends_on=[gateway],
+        )
+        private_routes = RouteTable(
+            self,
+            "private-routes",
+            vpc_id=vpc.id,
+            route=[RouteTableRoute(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)],
+            tags={"Name": f"{props.name}-private"},
+        )
+        for index, subnet in enumerate(public):
+            RouteTableAssociation(
+                self, f"public-{index}-routes", subnet_id=subnet.id, route_table_id=public_routes.id
+            )
+        for index, subnet in enumerate(private):
+            RouteTableAssociation(
+                self,
+                f"private-{index}-routes",
+                subnet_id=subnet.id,
+                route_table_id=private_routes.id,
+            )
+        VpcEndpoint(
+            self,
+            "s3-endpoint",
+            vpc_id=vpc.id,
+            service_name=f"com.amazonaws.{props.region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[private_routes.id],
+            tags={"Name": f"{props.name}-s3"},
+        )
+        self.public_subnet_ids = [subnet.id for subnet in public]
+        self.private_subnet_ids = [subnet.id for subnet in private]

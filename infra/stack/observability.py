@@ -1,0 +1,429 @@
+"""What people see: the dashboard, the paging alarms and their SNS topic, the log groups.
+
+Every alarm name is listed once in `ALARMS` (the runbook has one entry per name); the
+two scaling alarms are named here too, though their action is a scaling policy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from cdktn_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
+from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktn_provider_aws.cloudwatch_metric_alarm import (
+    CloudwatchMetricAlarm,
+    CloudwatchMetricAlarmMetricQuery,
+    CloudwatchMetricAlarmMetricQueryMetric,
+)
+from cdktn_provider_aws.sns_topic import SnsTopic
+from cdktn_provider_aws.sns_topic_subscription import SnsTopicSubscription
+from constructs import Construct
+
+from infra.policy.aws_rules import (
+    GROUP_DIMENSION,
+    ONGOING_REQUESTS_METRIC,
+    QUEUE_DEPTH_METRIC,
+    ScalingRules,
+)
+from infra.stack.fleet import LOG_GROUP_PREFIX
+
+# Alarm names, without the fleet's name in front (see `alarm_name`).
+SCALE_OUT_ALARM = "ongoing-requests-high"
+SCALE_IN_ALARM = "ongoing-requests-low"
+METRIC_MISSING_ALARM = "scaling-metric-missing"
+LATENCY_ALARM = "p99-latency-over-sla"
+ERROR_RATE_ALARM = "5xx-rate-high"
+UNHEALTHY_HOST_ALARM = "unhealthy-host"
+NO_HEALTHY_HOST_ALARM = "no-healthy-hosts"
+SATURATED_ALARM = "at-max-capacity-queue-high"
+SCALING_ALARMS = (SCALE_OUT_ALARM, SCALE_IN_ALARM)
+PAGING_ALARMS = (
+    METRIC_MISSING_ALARM,
+    LATENCY_ALARM,
+    ERROR_RATE_ALARM,
+    UNHEALTHY_HOST_ALARM,
+    NO_HEALTHY_HOST_ALARM,
+    SATURATED_ALARM,
+)
+ALARMS = SCALING_ALARMS + PAGING_ALARMS
+
+LOG_GROUPS = (f"{LOG_GROUP_PREFIX}/gateway", f"{LOG_GROUP_PREFIX}/vllm")
+SATURATED_MINUTES = 10
+ALB_NAMESPACE = "AWS/ApplicationELB"
+
+
+def alarm_name(fleet_name: str, alarm: str) -> str:
+    """The deployed name of an alarm: `finsight-serving-prod-p99-latency-over-sla`."""
+    return f"{fleet_name}-{alarm}"
+
+
+@dataclass(frozen=True)
+class ObservabilityProps:
+    name: str
+    region: str
+    namespace: str
+    agent_namespace: str
+    autoscaling_group_name: str
+    load_balancer_arn_suffix: str
+    target_group_arn_suffix: str
+    rules: ScalingRules
+    latency_sla_p99_s: float
+    error_rate_5xx_percent: float
+    alarm_email: str | None
+    log_retention_days: int
+
+
+class Observability(Construct):
+    alarm_topic_arn: str
+    dashboard_name: str
+    alarm_names: dict[str, str]
+    log_group_names: tuple[str, ...]
+
+    def __init__(self, scope: Construct, id_: str, props: ObservabilityProps) -> None:
+        super().__init__(scope, id_)
+        self._props = props
+        self.alarm_names = {alarm: alarm_name(props.name, alarm) for alarm in ALARMS}
+        for group in LOG_GROUPS:
+            CloudwatchLogGroup(
+                self,
+                group.rsplit("/", 1)[-1] + "-logs",
+                name=group,
+                retention_in_days=props.log_retention_days,
+            )
+        self.log_group_names = LOG_GROUPS
+
+        topic = SnsTopic(
+            self,
+            "alarms",
+            name=f"{props.name}-alarms",
+            # The AWS-managed key: CloudWatch alarms can publish to it without a key policy.
+            kms_master_key_id="alias/aws/sns",
+        )
+        self.alarm_topic_arn = topic.arn
+        if props.alarm_email is not None:
+            SnsTopicSubscription(
+                self,
+                "alarm-email",
+                topic_arn=topic.arn,
+                protocol="email",
+                endpoint=props.alarm_email,
+            )
+        self._alarms(topic.arn)
+        dashboard = CloudwatchDashboard(
+            self,
+            "dashboard",
+            dashboard_name=props.name,
+            dashboard_body=json.dumps(self._dashboard()),
+        )
+        self.dashboard_name = dashboard.dashboard_name
+
+    def _alarms(self, topic_arn: str) -> None:
+        props = self._props
+        group = {GROUP_DIMENSION: props.autoscaling_group_name}
+        balancer = {"LoadBalancer": props.load_balancer_arn_suffix}
+        target_group = {**balancer, "TargetGroup": props.target_group_arn_suffix}
+        notify = [topic_arn]
+        heartbeat = props.rules.metric_heartbeat
+
+        CloudwatchMetricAlarm(
+            self,
+            METRIC_MISSING_ALARM,
+            alarm_name=self.alarm_names[METRIC_MISSING_ALARM],
+            alarm_description=(
+                "No gateway published OngoingRequests for "
+                f"{heartbeat.window_s} s: scaling is blind (it neither grows nor shrinks)"
+            ),
+            namespace=props.namespace,
+            metric_name=heartbeat.metric_name,
+            dimensions=group,
+            statistic=heartbeat.statistic,
+            period=heartbeat.period_s,
+            evaluation_periods=heartbeat.evaluation_periods,
+            datapoints_to_alarm=heartbeat.datapoints_to_alarm,
+            threshold=heartbeat.threshold,
+            comparison_operator=heartbeat.comparison.value,
+            treat_missing_data=heartbeat.treat_missing_data.value,
+            alarm_actions=notify,
+            ok_actions=notify,
+        )
+        CloudwatchMetricAlarm(
+            self,
+            LATENCY_ALARM,
+            alarm_name=self.alarm_names[LATENCY_ALARM],
+            alarm_description=(
+                f"p99 target response time above the {props.latency_sla_p99_s:g} s SLA for 5 min"
+            ),
+            namespace=ALB_NAMESPACE,
+            metric_name="TargetResponseTime",
+            dimensions=target_group,
+            extended_statistic="p99",
+            period=60,
+            evaluation_periods=5,
+            datapoints_to_alarm=5,
+            threshold=props.latency_sla_p99_s,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=notify,
+            ok_actions=notify,
+        )
+        CloudwatchMetricAlarm(
+            self,
+            ERROR_RATE_ALARM,
+            alarm_name=self.alarm_names[ERROR_RATE_ALARM],
+            alarm_description=(
+                f"5xx responses above {props.error_rate_5xx_percent:g} % of requests for 5 min"
+            ),
+            evaluation_periods=5,
+            datapoints_to_alarm=5,
+            threshold=props.error_rate_5xx_percent,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            metric_query=[
+                _metric("target5xx", "HTTPCode_Target_5XX_Count", balancer, "Sum"),
+                _metric("elb5xx", "HTTPCode_ELB_5XX_Count", balancer, "Sum"),
+                _metric("requests", "RequestCount", balancer, "Sum"),
+                CloudwatchMetricAlarmMetricQuery(
+                    id="rate",
+                    label="5xx % of requests",
+                    expression=("100 * (FILL(target5xx, 0) + FILL(elb5xx, 0)) / FILL(requests, 1)"),
+                    return_data=True,
+                ),
+            ],
+            alarm_actions=notify,
+            ok_actions=notify,
+        )
+        CloudwatchMetricAlarm(
+            self,
+            UNHEALTHY_HOST_ALARM,
+            alarm_name=self.alarm_names[UNHEALTHY_HOST_ALARM],
+            alarm_description="At least one gateway failed its readiness probe for 3 min",
+            namespace=ALB_NAMESPACE,
+            metric_name="UnHealthyHostCount",
+            dimensions=target_group,
+            statistic="Maximum",
+            period=60,
+            evaluation_periods=3,
+            datapoints_to_alarm=3,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=notify,
+            ok_actions=notify,
+        )
+        CloudwatchMetricAlarm(
+            self,
+            NO_HEALTHY_HOST_ALARM,
+            alarm_name=self.alarm_names[NO_HEALTHY_HOST_ALARM],
+            alarm_description=(
+                "No healthy gateway: the ALB fails open and sends traffic to unready instances"
+            ),
+            namespace=ALB_NAMESPACE,
+            metric_name="HealthyHostCount",
+            dimensions=target_group,
+            statistic="Minimum",
+            period=60,
+            evaluation_periods=2,
+            datapoints_to_alarm=2,
+            threshold=1,
+            comparison_operator="LessThanThreshold",
+            # The ALB stops publishing when it has no registered target at all.
+            treat_missing_data="breaching",
+            alarm_actions=notify,
+            ok_actions=notify,
+        )
+        target = props.rules.scale_out.alarm.threshold
+        CloudwatchMetricAlarm(
+            self,
+            SATURATED_ALARM,
+            alarm_name=self.alarm_names[SATURATED_ALARM],
+            alarm_description=(
+                f"At max capacity ({props.rules.max_capacity}) with ongoing requests per "
+                f"instance still above the target ({target:g}) for {SATURATED_MINUTES} min"
+            ),
+            evaluation_periods=SATURATED_MINUTES,
+            datapoints_to_alarm=SATURATED_MINUTES,
+            threshold=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            treat_missing_data="notBreaching",
+            metric_query=[
+                _metric(
+                    "desired",
+                    "GroupDesiredCapacity",
+                    group,
+                    "Maximum",
+                    namespace="AWS/AutoScaling",
+                ),
+                _metric(
+                    "ongoing", ONGOING_REQUESTS_METRIC, group, "Average", namespace=props.namespace
+                ),
+                CloudwatchMetricAlarmMetricQuery(
+                    id="saturated",
+                    label="at max and above target",
+                    expression=(
+                        f"IF(desired >= {props.rules.max_capacity} AND ongoing > {target:g}, 1, 0)"
+                    ),
+                    return_data=True,
+                ),
+            ],
+            alarm_actions=notify,
+            ok_actions=notify,
+        )
+
+    def _dashboard(self) -> dict[str, object]:
+        props = self._props
+        region = props.region
+        group = [GROUP_DIMENSION, props.autoscaling_group_name]
+        balancer = ["LoadBalancer", props.load_balancer_arn_suffix]
+        target_group = [*balancer, "TargetGroup", props.target_group_arn_suffix]
+        rules = props.rules
+
+        def graph(title: str, metrics: list[list[object]], **extra: object) -> dict[str, object]:
+            return {
+                "type": "metric",
+                "width": 12,
+                "height": 6,
+                "properties": {
+                    "title": title,
+                    "region": region,
+                    "view": "timeSeries",
+                    "metrics": metrics,
+                    **extra,
+                },
+            }
+
+        widgets = [
+            graph(
+                "Ongoing requests per instance vs target (the scaling signal)",
+                [[props.namespace, ONGOING_REQUESTS_METRIC, *group, {"stat": "Average"}]],
+                period=10,
+                annotations={
+                    "horizontal": [
+                        {
+                            "label": "target (scale out above)",
+                            "value": rules.scale_out.alarm.threshold,
+                        },
+                        {"label": "scale in at or below", "value": rules.scale_in.alarm.threshold},
+                    ]
+                },
+            ),
+            graph(
+                "vLLM queue depth (waiting requests)",
+                [
+                    [
+                        props.namespace,
+                        QUEUE_DEPTH_METRIC,
+                        *group,
+                        {"stat": "Sum", "label": "fleet"},
+                    ],
+                    [
+                        props.namespace,
+                        QUEUE_DEPTH_METRIC,
+                        *group,
+                        {"stat": "Maximum", "label": "worst instance"},
+                    ],
+                ],
+                period=10,
+            ),
+            graph(
+                "Instances: desired / in service / min / max",
+                [
+                    ["AWS/AutoScaling", name, *group, {"stat": "Maximum"}]
+                    for name in (
+                        "GroupDesiredCapacity",
+                        "GroupInServiceInstances",
+                        "GroupMinSize",
+                        "GroupMaxSize",
+                    )
+                ],
+                period=60,
+            ),
+            graph(
+                "ALB requests",
+                [[ALB_NAMESPACE, "RequestCount", *balancer, {"stat": "Sum"}]],
+                period=60,
+            ),
+            graph(
+                "Target response time p50 / p99",
+                [
+                    [ALB_NAMESPACE, "TargetResponseTime", *target_group, {"stat": "p50"}],
+                    [ALB_NAMESPACE, "TargetResponseTime", *target_group, {"stat": "p99"}],
+                ],
+                period=60,
+                annotations={
+                    "horizontal": [{"label": "p99 SLA", "value": props.latency_sla_p99_s}]
+                },
+            ),
+            graph(
+                "4xx / 5xx",
+                [
+                    [ALB_NAMESPACE, name, *balancer, {"stat": "Sum"}]
+                    for name in (
+                        "HTTPCode_Target_4XX_Count",
+                        "HTTPCode_Target_5XX_Count",
+                        "HTTPCode_ELB_5XX_Count",
+                    )
+                ],
+                period=60,
+            ),
+            graph(
+                "Healthy / unhealthy gateways",
+                [
+                    [ALB_NAMESPACE, "HealthyHostCount", *target_group, {"stat": "Minimum"}],
+                    [ALB_NAMESPACE, "UnHealthyHostCount", *target_group, {"stat": "Maximum"}],
+                ],
+                period=60,
+            ),
+            graph(
+                "GPU utilisation and memory (%)",
+                [
+                    [
+                        props.agent_namespace,
+                        "nvidia_smi_utilization_gpu",
+                        *group,
+                        {"stat": "Average"},
+                    ],
+                    [
+                        props.agent_namespace,
+                        "nvidia_smi_utilization_memory",
+                        *group,
+                        {"stat": "Average"},
+                    ],
+                ],
+                period=60,
+            ),
+            {
+                "type": "log",
+                "width": 12,
+                "height": 6,
+                "properties": {
+                    "title": "Requests per tenant per minute",
+                    "region": region,
+                    "view": "timeSeries",
+                    "query": (
+                        f"SOURCE '{LOG_GROUPS[0]}' | filter ispresent(tenant) "
+                        "| stats count(*) as requests by bin(1m), tenant"
+                    ),
+                },
+            },
+        ]
+        return {"widgets": widgets}
+
+
+def _metric(
+    id_: str,
+    metric_name: str,
+    dimensions: dict[str, str],
+    stat: str,
+    namespace: str = ALB_NAMESPACE,
+) -> CloudwatchMetricAlarmMetricQuery:
+    return CloudwatchMetricAlarmMetricQuery(
+        id=id_,
+        metric=CloudwatchMetricAlarmMetricQueryMetric(
+            namespace=namespace,
+            metric_name=metric_name,
+            dimensions=dimensions,
+            stat=stat,
+            period=60,
+        ),
+    )

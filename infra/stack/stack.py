@@ -1,0 +1,183 @@
+"""One environment's stack: builds each concern's construct and wires their attributes.
+
+No resource is declared here; each lives in its construct (network, load_balancer,
+fleet, scaling, schedule, observability).
+"""
+
+from __future__ import annotations
+
+from cdktn import LocalBackend, S3Backend, TerraformOutput, TerraformStack
+from cdktn_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktn_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
+from constructs import Construct
+
+from infra.policy import FLEET_POLICY, FleetPolicy, cold_start
+from infra.policy.aws_rules import ScalingRules, compile_scaling_rules
+from infra.stack.fleet import Fleet, FleetProps
+from infra.stack.load_balancer import LoadBalancer, LoadBalancerProps
+from infra.stack.network import Network, NetworkProps
+from infra.stack.observability import (
+    SCALE_IN_ALARM,
+    SCALE_OUT_ALARM,
+    Observability,
+    ObservabilityProps,
+)
+from infra.stack.scaling import Scaling, ScalingProps
+from infra.stack.schedule import Schedule, ScheduleProps
+from infra.stack.settings import StackSettings
+
+# The same JSON must init offline against the mirrored 5.100 and deploy with 6.x.
+AWS_PROVIDER_VERSION = ">= 5.100.0, < 7.0.0"
+# S3-native state locking (use_lockfile) arrived in Terraform 1.10.
+TERRAFORM_VERSION = ">= 1.10.0"
+# What the CloudWatch agent baked into the image publishes GPU metrics under (ami/cloudwatch).
+AGENT_NAMESPACE = "FinSight/Serving"
+
+
+def stack_name(settings: StackSettings) -> str:
+    return f"finsight-serving-{settings.environment}"
+
+
+class FleetStack(TerraformStack):
+    settings: StackSettings
+    policy: FleetPolicy
+    rules: ScalingRules
+    network: Network
+    load_balancer: LoadBalancer
+    fleet: Fleet
+    scaling: Scaling
+    schedule: Schedule
+    observability: Observability
+    # What the calendar Lambda's construct needs.
+    autoscaling_group_name: str
+    autoscaling_group_arn: str
+    alarm_topic_arn: str
+
+    def __init__(
+        self, scope: Construct, settings: StackSettings, policy: FleetPolicy = FLEET_POLICY
+    ) -> None:
+        name = stack_name(settings)
+        super().__init__(scope, name)
+        self.settings, self.policy = settings, policy
+        self.rules = compile_scaling_rules(policy)
+        self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
+        self.add_override("terraform.required_version", TERRAFORM_VERSION)
+        AwsProvider(
+            self,
+            "aws",
+            region=settings.region,
+            default_tags=[
+                AwsProviderDefaultTags(
+                    tags={"Project": "finsight-serving", "Environment": settings.environment}
+                )
+            ],
+        )
+        if settings.state_bucket is not None:
+            S3Backend(
+                self,
+                bucket=settings.state_bucket,
+                key=f"{settings.environment}/{settings.state_key}",
+                region=settings.region,
+                encrypt=True,
+                use_lockfile=True,
+            )
+        else:
+            LocalBackend(self, path=f"terraform.{name}.tfstate")
+        account_id = DataAwsCallerIdentity(self, "account").account_id
+
+        self.network = Network(
+            self,
+            "network",
+            NetworkProps(
+                name=name,
+                region=settings.region,
+                availability_zones=settings.availability_zones,
+                vpc_cidr=settings.vpc_cidr,
+                vpc_id=settings.vpc_id,
+                public_subnet_ids=settings.public_subnet_ids,
+                private_subnet_ids=settings.private_subnet_ids,
+            ),
+        )
+        self.load_balancer = LoadBalancer(
+            self,
+            "load-balancer",
+            LoadBalancerProps(
+                name=name,
+                vpc_id=self.network.vpc_id,
+                public_subnet_ids=self.network.public_subnet_ids,
+                certificate_arn=settings.certificate_arn,
+                account_id=account_id,
+                longest_request_s=settings.longest_request_s,
+                deletion_protection=settings.deletion_protection,
+            ),
+        )
+        self.fleet = Fleet(
+            self,
+            "fleet",
+            FleetProps(
+                name=name,
+                region=settings.region,
+                account_id=account_id,
+                vpc_id=self.network.vpc_id,
+                private_subnet_ids=self.network.private_subnet_ids,
+                alb_security_group_id=self.load_balancer.security_group_id,
+                target_group_arn=self.load_balancer.target_group_arn,
+                instance_type=settings.instance_type,
+                image=settings.image,
+                root_volume_gb=settings.root_volume_gb,
+                min_size=self.rules.min_capacity,
+                max_size=self.rules.max_capacity,
+                health_check_grace_period_s=cold_start.health_check_grace_period_s(),
+                instance_warmup_s=cold_start.instance_warmup_s(),
+                warm_pool=settings.warm_pool,
+                warm_pool_size=settings.warm_pool_size,
+                cloudwatch_namespace=settings.cloudwatch_namespace,
+                agent_namespace=AGENT_NAMESPACE,
+                model_location=settings.model_location,
+                model_bucket=settings.model_bucket,
+                model_prefix=settings.model_prefix,
+                tenants_secret_arn=settings.tenants_secret_arn,
+                drain_deadline_s=settings.drain_deadline_s,
+            ),
+        )
+        self.autoscaling_group_name = self.fleet.autoscaling_group_name
+        self.autoscaling_group_arn = self.fleet.autoscaling_group_arn
+        self.observability = Observability(
+            self,
+            "observability",
+            ObservabilityProps(
+                name=name,
+                region=settings.region,
+                namespace=settings.cloudwatch_namespace,
+                agent_namespace=AGENT_NAMESPACE,
+                autoscaling_group_name=self.autoscaling_group_name,
+                load_balancer_arn_suffix=self.load_balancer.arn_suffix,
+                target_group_arn_suffix=self.load_balancer.target_group_arn_suffix,
+                rules=self.rules,
+                latency_sla_p99_s=settings.latency_sla_p99_s,
+                error_rate_5xx_percent=settings.error_rate_5xx_percent,
+                alarm_email=settings.alarm_email,
+                log_retention_days=settings.log_retention_days,
+            ),
+        )
+        self.alarm_topic_arn = self.observability.alarm_topic_arn
+        self.scaling = Scaling(
+            self,
+            "scaling",
+            ScalingProps(
+                autoscaling_group_name=self.autoscaling_group_name,
+                namespace=settings.cloudwatch_namespace,
+                rules=self.rules,
+                scale_out_alarm_name=self.observability.alarm_names[SCALE_OUT_ALARM],
+                scale_in_alarm_name=self.observability.alarm_names[SCALE_IN_ALARM],
+            ),
+        )
+        self.schedule = Schedule(
+            self,
+            "schedule",
+            ScheduleProps(autoscaling_group_name=self.autoscaling_group_name, policy=policy),
+        )
+        TerraformOutput(self, "api_dns_name", value=self.load_balancer.dns_name)
+        TerraformOutput(self, "autoscaling_group_name", value=self.autoscaling_group_name)
+        TerraformOutput(self, "alarm_topic_arn", value=self.alarm_topic_arn)
+        TerraformOutput(self, "dashboard_name", value=self.observability.dashboard_name)
