@@ -261,7 +261,7 @@ class FakeVllm:
                     await asyncio.sleep(self.config.token_delay_ms / 1000)
                 yield self._chunk(request_id, chat, index, count)
             if include_usage:
-                usage = {
+                usage: dict[str, Any] = {
                     "id": request_id,
                     "object": "chat.completion.chunk" if chat else "text_completion",
                     "created": int(time.time()),

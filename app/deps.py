@@ -1,0 +1,31 @@
+"""Request dependencies: the gateway's services and the calling tenant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from app.gateway import Gateway
+from app.tenants import Tenant
+
+
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+def get_tenant(
+    gateway: GatewayDep, authorization: Annotated[str | None, Header()] = None
+) -> Tenant:
+    try:
+        return gateway.tenants.authenticate(authorization)
+    except Exception:
+        gateway.metrics.requests.labels("-", "auth", "401").inc()
+        raise
+
+
+TenantDep = Annotated[Tenant, Depends(get_tenant)]

@@ -1,0 +1,37 @@
+"""The gateway's services, wired together once per app, and its readiness verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.admission import Admission
+from app.circuit import CircuitBreaker, CircuitState
+from app.drain import Drainer
+from app.metrics import GatewayMetrics
+from app.probe import ReadinessProbe
+from app.proxy import Proxy
+from app.settings import GatewaySettings
+from app.tenants import TenantRegistry
+from app.upstream import UpstreamClient
+from app.upstream_load import UpstreamLoad
+
+
+@dataclass
+class Gateway:
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+    tenants: TenantRegistry
+    upstream: UpstreamClient
+    circuit: CircuitBreaker
+    admission: Admission
+    probe: ReadinessProbe
+    upstream_load: UpstreamLoad
+    proxy: Proxy
+    drainer: Drainer
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.drainer.draining:
+            return False, f"draining: {self.drainer.reason}"
+        if self.circuit.state is CircuitState.OPEN:
+            return False, "circuit open: the model server is failing"
+        return self.probe.healthy()

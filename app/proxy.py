@@ -1,0 +1,276 @@
+"""Forwards admitted requests to the upstream: whole JSON answers or SSE streams unbuffered.
+
+It owns what happens once a request holds an admission ticket: the circuit breaker, the
+mapping of upstream failures to 502/504, latency and TTFT, and releasing the ticket when
+the last byte has gone (or the client has gone: the upstream connection is then closed,
+which makes vLLM abort the generation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from app.admission import Ticket
+from app.circuit import CircuitBreaker
+from app.errors import GatewayError, render
+from app.metrics import GatewayMetrics
+from app.upstream import (
+    UpstreamClient,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
+
+
+class ClientGone(Exception):
+    """The client disconnected while we waited on the upstream."""
+
+
+class _ProxiedStream(StreamingResponse):
+    """A streaming response that runs its clean-up even if it is never iterated."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
+        super().__init__(content, media_type="text/event-stream")
+        self.headers["Cache-Control"] = "no-cache"
+        self.headers["X-Accel-Buffering"] = "no"
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client disconnects first (the body is read)."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if gone:
+            task.uncancel()
+            raise ClientGone from None
+        raise
+    finally:
+        watcher.cancel()
+
+
+class Proxy:
+    def __init__(
+        self, upstream: UpstreamClient, circuit: CircuitBreaker, metrics: GatewayMetrics
+    ) -> None:
+        self._upstream = upstream
+        self._circuit = circuit
+        self._metrics = metrics
+
+    def check_circuit(self, retry_after_s: int) -> None:
+        if not self._circuit.allow():
+            self._metrics.shed.labels("circuit_open").inc()
+            raise GatewayError(
+                503,
+                "The model server is failing; requests are refused until it recovers.",
+                "service_unavailable",
+                retry_after_s=max(retry_after_s, self._circuit.retry_after_s),
+            )
+
+    async def _send(
+        self, path: str, body: bytes, headers: list[tuple[str, str]]
+    ) -> UpstreamResponse:
+        """One upstream exchange up to its headers, feeding the circuit breaker."""
+        try:
+            response = await self._upstream.request("POST", path, body, headers)
+        except UpstreamTimeout as error:
+            self._circuit.record_failure()
+            raise GatewayError(
+                504, f"The model server did not answer in time: {error}", "upstream_timeout"
+            ) from None
+        except UpstreamError as error:
+            self._circuit.record_failure()
+            kind = "upstream_unreachable" if isinstance(error, UpstreamConnectError) else None
+            raise GatewayError(
+                502, f"The model server could not be reached: {error}", kind or "upstream_error"
+            ) from None
+        except BaseException:
+            self._circuit.release_trial()
+            raise
+        self._circuit.record_success()
+        return response
+
+    @staticmethod
+    def _upstream_failure(status: int, body: bytes) -> GatewayError:
+        try:
+            detail = json.loads(body)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            detail = body[:200].decode(errors="replace")
+        return GatewayError(
+            502, f"The model server failed (HTTP {status}): {detail}", "upstream_error"
+        )
+
+    async def forward(
+        self,
+        request: Request,
+        route: str,
+        path: str,
+        body: bytes,
+        stream: bool,
+        ticket: Ticket,
+        on_done: Callable[[int], None],
+    ) -> Response:
+        """Forward a validated body; the ticket is released when the answer is complete."""
+        started = time.perf_counter()
+        headers = [("Content-Type", "application/json")]
+        request_id = request.headers.get("x-request-id")
+        if request_id:
+            headers.append(("X-Request-Id", request_id[:128]))
+        if stream:
+            return await self._forward_stream(request, route, path, body, headers, ticket, on_done)
+        status = CLIENT_CLOSED
+        try:
+            response = await until_disconnect(request, self._whole(path, body, headers))
+            status = response.status_code
+            return response
+        except GatewayError as error:
+            status = error.status
+            raise
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED)
+        finally:
+            ticket.release()
+            self._metrics.latency.labels(route, "false").observe(time.perf_counter() - started)
+            on_done(status)
+
+    async def _whole(self, path: str, body: bytes, headers: list[tuple[str, str]]) -> Response:
+        upstream = await self._send(path, body, headers)
+        try:
+            content = await upstream.read()
+        except UpstreamTimeout as error:
+            raise GatewayError(
+                504, f"The model server stalled: {error}", "upstream_timeout"
+            ) from None
+        except UpstreamError as error:
+            raise GatewayError(
+                502, f"The model server broke off: {error}", "upstream_error"
+            ) from None
+        finally:
+            upstream.close()
+        if upstream.status >= 500:
+            raise self._upstream_failure(upstream.status, content)
+        media_type = (upstream.header(b"content-type") or b"application/json").decode()
+        return Response(content, status_code=upstream.status, media_type=media_type)
+
+    async def _forward_stream(
+        self,
+        request: Request,
+        route: str,
+        path: str,
+        body: bytes,
+        headers: list[tuple[str, str]],
+        ticket: Ticket,
+        on_done: Callable[[int], None],
+    ) -> Response:
+        started = time.perf_counter()
+        try:
+            upstream = await until_disconnect(request, self._send(path, body, headers))
+        except ClientGone:
+            ticket.release()
+            on_done(CLIENT_CLOSED)
+            return Response(status_code=CLIENT_CLOSED)
+        except BaseException as error:
+            ticket.release()
+            on_done(error.status if isinstance(error, GatewayError) else 500)
+            raise
+        if upstream.status != 200:
+            # vLLM refused before streaming (a 4xx it checks itself, or a 5xx): answer whole.
+            try:
+                content = await upstream.read()
+            except UpstreamError:
+                content = b""
+            finally:
+                upstream.close()
+                ticket.release()
+            if upstream.status >= 500:
+                failure = self._upstream_failure(upstream.status, content)
+                on_done(failure.status)
+                return render(failure)
+            on_done(upstream.status)
+            media_type = (upstream.header(b"content-type") or b"application/json").decode()
+            return Response(content, status_code=upstream.status, media_type=media_type)
+
+        ttft = self._metrics.ttft.labels(route)
+        latency = self._metrics.latency.labels(route, "true")
+
+        async def relay() -> AsyncIterator[bytes]:
+            first = True
+            try:
+                async for chunk in upstream.chunks():
+                    if first:
+                        ttft.observe(time.perf_counter() - started)
+                        first = False
+                    yield chunk
+            except UpstreamError as error:
+                log.warning("upstream stream broke off: %s", error)
+                failure = {
+                    "error": {
+                        "message": f"The model server broke off the stream: {error}",
+                        "type": "upstream_error",
+                        "param": None,
+                        "code": 502,
+                    }
+                }
+                yield b"data: " + json.dumps(failure).encode() + b"\n\n"
+
+        def close() -> None:
+            upstream.close()
+            ticket.release()
+            latency.observe(time.perf_counter() - started)
+            on_done(200)
+
+        return _ProxiedStream(relay(), close)
+
+    async def passthrough_get(self, path: str) -> Response:
+        """A short GET (the model list), answered as the upstream answered it."""
+        try:
+            upstream = await self._upstream.request("GET", path, timeout_s=10.0)
+            try:
+                content = await upstream.read()
+            finally:
+                upstream.close()
+        except UpstreamTimeout as error:
+            raise GatewayError(
+                504, f"The model server did not answer: {error}", "upstream_timeout"
+            ) from None
+        except UpstreamError as error:
+            raise GatewayError(
+                502, f"The model server could not be reached: {error}", "upstream_error"
+            ) from None
+        if upstream.status >= 500:
+            raise self._upstream_failure(upstream.status, content)
+        media_type = (upstream.header(b"content-type") or b"application/json").decode()
+        return Response(content, status_code=upstream.status, media_type=media_type)

@@ -1,0 +1,1 @@
+"""HTTP routes: thin; the work lives in the services they call."""

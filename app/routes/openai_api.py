@@ -1,0 +1,91 @@
+"""The OpenAI-compatible routes, passed through to vLLM after auth, validation, admission."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from app.deps import GatewayDep, TenantDep
+from app.errors import GatewayError
+from app.gateway import Gateway
+from app.tenants import Tenant
+from app.validation import validate_generation
+
+router = APIRouter(prefix="/v1")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise GatewayError(400, "Content-Length is not a number.", "invalid_request_error")
+        if int(declared) > limit:
+            raise GatewayError(
+                413, f"Request body is larger than {limit} bytes.", "invalid_request_error"
+            )
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise GatewayError(
+                413, f"Request body is larger than {limit} bytes.", "invalid_request_error"
+            )
+        parts.append(part)
+    return b"".join(parts)
+
+
+async def _generate(
+    request: Request, gateway: Gateway, tenant: Tenant, route: str, *, chat: bool
+) -> Response:
+    counter = gateway.metrics.requests
+
+    def done(status: int) -> None:
+        counter.labels(tenant.id, route, str(status)).inc()
+
+    try:
+        settings = gateway.settings
+        if not gateway.probe.models:
+            raise GatewayError(
+                503,
+                "The model server is not ready yet.",
+                "service_unavailable",
+                retry_after_s=settings.retry_after_s,
+            )
+        raw = await read_body(request, settings.max_body_bytes)
+        generation = validate_generation(
+            raw, chat=chat, tenant=tenant, models=gateway.probe.models, max_n=settings.max_n
+        )
+        ticket = gateway.admission.admit(tenant)
+        try:
+            gateway.proxy.check_circuit(settings.retry_after_s)
+        except GatewayError:
+            ticket.release()
+            raise
+    except GatewayError as error:
+        done(error.status)
+        raise
+    return await gateway.proxy.forward(
+        request, route, route, generation.body, generation.stream, ticket, done
+    )
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
+    return await _generate(request, gateway, tenant, "/v1/chat/completions", chat=True)
+
+
+@router.post("/completions")
+async def completions(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
+    return await _generate(request, gateway, tenant, "/v1/completions", chat=False)
+
+
+@router.get("/models")
+async def models(gateway: GatewayDep, tenant: TenantDep) -> Response:
+    try:
+        response = await gateway.proxy.passthrough_get("/v1/models")
+    except GatewayError as error:
+        gateway.metrics.requests.labels(tenant.id, "/v1/models", str(error.status)).inc()
+        raise
+    gateway.metrics.requests.labels(tenant.id, "/v1/models", str(response.status_code)).inc()
+    return response

@@ -1,0 +1,135 @@
+"""The gateway's settings: every knob, read from `GATEWAY_*` environment variables, bounded."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "GATEWAY_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or out of range; the message names the environment variable."""
+
+
+def _default_max_ongoing_requests() -> int:
+    # Twice the fleet's per-instance target: room for a burst while the fleet scales out,
+    # but a fast 503 instead of an unbounded queue beyond that.
+    from infra.policy.config import DEFAULT
+
+    return max(1, math.ceil(2 * DEFAULT.target_ongoing_requests))
+
+
+def _default_metric_period_s() -> float:
+    from infra.policy.config import DEFAULT
+
+    return float(DEFAULT.metric_period_s)
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # The upstream vLLM OpenAI server.
+    upstream_url: str = "http://127.0.0.1:8001"
+    upstream_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    upstream_timeout_s: float = Field(default=300.0, gt=0, le=3600)
+    upstream_max_idle_connections: int = Field(default=64, ge=1, le=4096)
+
+    # Tenants: exactly one source.
+    tenants_file: Path | None = None
+    tenants_secret_id: str | None = Field(default=None, min_length=1, max_length=2048)
+    tenants_reload_s: float = Field(default=30.0, ge=1, le=86_400)
+
+    # Input limits and per-tenant defaults (a tenant entry may override the last two).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    max_n: int = Field(default=4, ge=1, le=128)
+    default_max_tokens: int = Field(default=2048, ge=1, le=1_000_000)
+    default_tenant_max_concurrent_requests: int = Field(default=8, ge=1, le=100_000)
+
+    # Admission and back-pressure.
+    max_ongoing_requests: int = Field(
+        default_factory=_default_max_ongoing_requests, ge=1, le=100_000
+    )
+    retry_after_s: int = Field(default=1, ge=1, le=3600)
+    circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
+    circuit_cooldown_s: float = Field(default=10.0, gt=0, le=3600)
+
+    # Readiness probe: a 1-token completion on its own interval.
+    probe_interval_s: float = Field(default=5.0, ge=0.05, le=300)
+    probe_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    probe_freshness_s: float = Field(default=10.0, gt=0, le=3600)
+    probe_failures_to_unready: int = Field(default=2, ge=1, le=100)
+    upstream_metrics_interval_s: float = Field(default=5.0, ge=0.05, le=300)
+
+    # Scaling signal.
+    cloudwatch_enabled: bool = True
+    cloudwatch_namespace: str = Field(default="FinSight/Serving", min_length=1, max_length=255)
+    cloudwatch_interval_s: float = Field(default_factory=_default_metric_period_s, ge=0.05, le=300)
+    autoscaling_group_name: str | None = Field(default=None, min_length=1, max_length=255)
+    aws_region: str | None = Field(default=None, min_length=1, max_length=64)
+
+    # Scale-in: lifecycle watcher and drain.
+    lifecycle_watch_enabled: bool = True
+    lifecycle_hook_name: str | None = Field(default=None, min_length=1, max_length=255)
+    imds_url: str = "http://169.254.169.254"
+    imds_poll_interval_s: float = Field(default=5.0, ge=0.05, le=300)
+    drain_deadline_s: float = Field(default=120.0, gt=0, le=7200)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("upstream_url", "imds_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError(f"must look like http://host:port with no path, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> GatewaySettings:
+        if (self.tenants_file is None) == (self.tenants_secret_id is None):
+            raise ValueError(
+                "set exactly one of GATEWAY_TENANTS_FILE and GATEWAY_TENANTS_SECRET_ID"
+            )
+        if self.cloudwatch_enabled and not self.autoscaling_group_name:
+            raise ValueError(
+                "GATEWAY_AUTOSCALING_GROUP_NAME is required while GATEWAY_CLOUDWATCH_ENABLED "
+                "is true (set it, or GATEWAY_CLOUDWATCH_ENABLED=false for a local run)"
+            )
+        if self.lifecycle_watch_enabled and not (
+            self.autoscaling_group_name and self.lifecycle_hook_name
+        ):
+            raise ValueError(
+                "GATEWAY_AUTOSCALING_GROUP_NAME and GATEWAY_LIFECYCLE_HOOK_NAME are required "
+                "while GATEWAY_LIFECYCLE_WATCH_ENABLED is true (set them, or "
+                "GATEWAY_LIFECYCLE_WATCH_ENABLED=false for a local run)"
+            )
+        return self
+
+    @property
+    def upstream_host(self) -> str:
+        return urlsplit(self.upstream_url).hostname or "127.0.0.1"
+
+    @property
+    def upstream_port(self) -> int:
+        return urlsplit(self.upstream_url).port or 80
+
+
+def load_settings() -> GatewaySettings:
+    """Read the environment; a bad value becomes one SettingsError naming its variable."""
+    try:
+        return GatewaySettings()
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            field = ".".join(str(part) for part in item["loc"])
+            name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+            got = item.get("input")
+            shown = "" if field == "" or isinstance(got, dict) else f" (got {got!r})"
+            problems.append(f"{name}: {item['msg']}{shown}")
+        raise SettingsError("; ".join(problems)) from None
