@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 
 from infra.cli.common import add_policy_option, iso_date, positive_int, print_json, selected_policy
+from infra.cli.override_cmd import live_actions_for_schedule
 from infra.policy import effective_schedule
 
 MAX_DAYS = 3660  # ten years: the exchange calendar is not known further ahead
@@ -16,8 +17,11 @@ def run(args: argparse.Namespace) -> int:
         raise argparse.ArgumentTypeError(f"--days must be <= {MAX_DAYS}, got {args.days}")
     policy = selected_policy(args)
     changes = effective_schedule(policy, args.start, args.days)
+    # With --asg, the group's live one-off actions (overrides, calendar) are shown alongside.
+    live = live_actions_for_schedule(args, args.start, args.days) if args.asg else None
     if args.json:
-        print_json([change.as_json() for change in changes])
+        schedule = [change.as_json() for change in changes]
+        print_json(schedule if live is None else {"schedule": schedule, "live_actions": live})
         return 0
     print(f"{'local time':<27}{'UTC':<22}{'min':>4}  reason")
     for change in changes:
@@ -28,6 +32,15 @@ def run(args: argparse.Namespace) -> int:
         )
     if not changes:
         print("no changes of the minimum in this range")
+    if live is not None:
+        print(f"\nlive one-off actions on {args.asg}:")
+        for action in live:
+            print(
+                f"{action['local_time']!s:<27}{action['utc_time']!s:<22}"
+                f"{action['min_replicas']!s:>4}  {action['name']}"
+            )
+        if not live:
+            print("none in this range")
     return 0
 
 
@@ -39,4 +52,6 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--days", type=positive_int, default=7, help="number of days (> 0)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_policy_option(parser)
+    parser.add_argument("--region", help="AWS region of --asg (default: AWS_REGION)")
+    parser.add_argument("--asg", help="also list this deployed group's one-off actions (overrides)")
     parser.set_defaults(handler=run)
