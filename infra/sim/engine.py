@@ -42,6 +42,7 @@ class _Replica:
         "hung_s",
         "last_s",
         "launched_s",
+        "next_s",
         "queue",
         "ready_s",
         "running",
@@ -63,6 +64,7 @@ class _Replica:
         # (virtual time, 2 x request + kind): kind 0 = first token, 1 = last token.
         self.events: list[tuple[float, int]] = []
         self.area = 0.0  # integral of ongoing requests since the last metric sample
+        self.next_s = math.inf  # when its next first or last token is due
 
     @property
     def ongoing(self) -> int:
@@ -123,6 +125,10 @@ def simulate(
 
     def advance(replica: _Replica, now_s: float) -> None:
         """Bring a replica to `now_s`, recording every first and last token on the way."""
+        if not replica.running:  # idle (the queue is empty whenever a slot is free)
+            replica.last_s = now_s
+            replica.next_s = math.inf
+            return
         events = replica.events
         while replica.running:
             rate = speed[replica.running]
@@ -148,6 +154,14 @@ def simulate(
             replica.virtual += (now_s - replica.last_s) * speed[replica.running]
         replica.area += (replica.running + len(replica.queue)) * (now_s - replica.last_s)
         replica.last_s = now_s
+        reschedule(replica)
+
+    def reschedule(replica: _Replica) -> None:
+        if replica.running:
+            gap = replica.events[0][0] - replica.virtual
+            replica.next_s = replica.last_s + gap / speed[replica.running]
+        else:
+            replica.next_s = math.inf
 
     initial = controller.initial(start_s)
     replicas = [_Replica(start_s, start_s, SERVING) for _ in range(initial)]
@@ -161,9 +175,15 @@ def simulate(
     def launch(now_s: float) -> None:
         replicas.append(_Replica(now_s, now_s + boots.draw(), PENDING))
 
+    retired: list[_Replica] = []
+
     def retire(replica: _Replica, now_s: float) -> None:
+        # Out of the live list at once: a month of scaling would otherwise leave hundreds of
+        # terminated instances for every tick to walk past.
         replica.state = GONE
         replica.ended_s = now_s
+        replicas.remove(replica)
+        retired.append(replica)
 
     def reconcile(now_s: float) -> None:
         active = [r for r in replicas if r.state in (PENDING, SERVING, HUNG)]
@@ -202,13 +222,13 @@ def simulate(
         for replica in serving:
             samples.append(replica.area / period_s if replica.state == SERVING else 0.0)
             replica.area = 0.0
-        changed = False
-        for replica in replicas:
+        changed = evicted = False
+        for replica in list(replicas):
             state = replica.state
             if state == HUNG and now_s >= replica.hung_s + mechanics.eviction_after_s:
                 retire(replica, now_s)  # its requests are lost: they stay failed (inf)
                 serving.remove(replica)
-                changed = True
+                changed = evicted = True
             elif state == DRAINING and (not replica.ongoing or now_s >= replica.drain_deadline_s):
                 retire(replica, now_s)
             elif state == PENDING and now_s >= replica.ready_s:
@@ -220,7 +240,9 @@ def simulate(
         if wanted != desired:
             scale_events.append((now_s, desired, wanted))
             desired = wanted
-        reconcile(now_s)
+            reconcile(now_s)
+        elif evicted:
+            reconcile(now_s)  # the group replaces an instance the load balancer evicted
         if changed or (in_service_changes and in_service_changes[-1][1] != len(serving)):
             in_service_changes.append((now_s, len(serving)))
         timeline.time_s.append(now_s)
@@ -230,10 +252,7 @@ def simulate(
         timeline.in_service.append(len(serving))
 
     def idle() -> bool:
-        return all(
-            r.state == GONE or (r.state == SERVING and not r.running and not r.queue)
-            for r in replicas
-        )
+        return all(r.state == SERVING and not r.running and not r.queue for r in replicas)
 
     next_tick = start_s + period_s
     index = 0
@@ -258,18 +277,25 @@ def simulate(
         # The load balancer routes to the serving target with the fewest outstanding
         # requests (ALB "least outstanding requests").
         best: _Replica | None = None
+        fewest = math.inf
         for replica in serving:
-            if replica.state == SERVING:
+            # Only a replica with a token due by now has changed its outstanding count;
+            # the others are brought up to date lazily, when next touched.
+            if replica.next_s <= now_s and replica.state == SERVING:
                 advance(replica, now_s)
-            if best is None or replica.ongoing < best.ongoing:
-                best = replica
+            outstanding = replica.running + len(replica.queue)
+            if outstanding < fewest:
+                best, fewest = replica, outstanding
         if best is not None:
             if best.state == HUNG:
                 best.queue.append(index)  # never served: fails with the instance
-            elif best.running < max_seqs:
-                begin(best, index)
             else:
-                best.queue.append(index)
+                advance(best, now_s)
+                if best.running < max_seqs:
+                    begin(best, index)
+                    reschedule(best)
+                else:
+                    best.queue.append(index)
         index += 1
         period_arrivals += 1
     # Requests still in flight at the window's end finish on what is serving (no billing).
@@ -277,7 +303,7 @@ def simulate(
         if replica.state in (SERVING, DRAINING):
             advance(replica, end_s + TAIL_S)
     gpu_s = 0.0
-    for replica in replicas:
+    for replica in replicas + retired:
         until = min(replica.ended_s, end_s)
         gpu_s += max(0.0, until - max(replica.launched_s, start_s))
     return RunResult(

@@ -130,14 +130,23 @@ def burst_response_s(
 
 
 def summarize(
-    result: RunResult, trace: Trace, sla: Sla, hourly_usd: float, per_tenant: bool = True
+    result: RunResult,
+    trace: Trace,
+    sla: Sla,
+    hourly_usd: float,
+    per_tenant: bool = True,
+    reactive: bool = True,
 ) -> ConfigReport:
+    """`reactive` is False for fleets that do not respond to load (static, clairvoyant):
+    their burst-to-capacity time is not defined."""
     tenants: dict[str, LatencySummary] = {}
     if per_tenant:
         for index, name in enumerate(trace.tenants):
             mask = trace.tenant == index
             tenants[name] = latency_summary(result.ttft_s[mask], result.e2e_s[mask], sla)
     delays, missed = burst_response_s(trace.burst_starts_s, result.in_service_changes)
+    if not reactive:
+        delays, missed = [], len(trace.burst_starts_s)
     return ConfigReport(
         config=result.config,
         latency=latency_summary(result.ttft_s, result.e2e_s, sla),

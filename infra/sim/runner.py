@@ -107,7 +107,16 @@ def run_configs(
     progress(1.0, "done")
     if wanted is not None:
         runs = [r for r in runs if r.config in wanted]
-    reports = [summarize(run, trace, simulation.sla, mechanics.hourly_usd) for run in runs]
+    reports = [
+        summarize(
+            run,
+            trace,
+            simulation.sla,
+            mechanics.hourly_usd,
+            reactive=not run.config.startswith(("static-", "clairvoyant")),
+        )
+        for run in runs
+    ]
     return Outcome(reports, runs)
 
 

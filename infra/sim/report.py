@@ -1,0 +1,99 @@
+"""The side-by-side report: a terminal table and its JSON form."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from infra.sim.metrics import ConfigReport
+from infra.sim.runner import POLICY_CONFIG, Outcome
+from infra.sim.sla import Sla
+from infra.sim.trace import Trace
+
+
+def _seconds(value: float) -> str:
+    return "fail" if math.isinf(value) else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _header(trace: Trace, sla: Sla, seed: int) -> list[str]:
+    first = dt.datetime.fromtimestamp(trace.start_s, dt.UTC)
+    return [
+        f"traffic: {len(trace):,} requests over {trace.days:g} day(s) from "
+        f"{first:%Y-%m-%d %H:%M} UTC, {len(trace.tenants)} tenants, seed {seed}",
+        f"SLA: {sla.describe()}",
+    ]
+
+
+def ratios(outcome: Outcome) -> dict[str, float | None]:
+    """The policy's GPU-hours relative to the clairvoyant bound and to static-4."""
+    names = {r.config for r in outcome.reports}
+    if POLICY_CONFIG not in names:
+        return {}
+    policy = outcome.report(POLICY_CONFIG).gpu_hours
+    result: dict[str, float | None] = {}
+    for other in ("clairvoyant", "static-4"):
+        if other in names:
+            hours = outcome.report(other).gpu_hours
+            result[f"gpu_hours_vs_{other.replace('-', '_')}"] = policy / hours if hours else None
+    return result
+
+
+def table(outcome: Outcome, trace: Trace, sla: Sla, seed: int) -> str:
+    lines = _header(trace, sla, seed)
+    lines.append("")
+    columns = (
+        f"{'config':<16}{'TTFT p50':>9}{'p99':>7}{'E2E p50':>9}{'p99':>7}{'in SLA':>8}"
+        f"{'meets':>7}{'GPU-h':>8}{'USD':>8}{'scale':>7}{'revers':>8}{'burst->cap':>12}"
+    )
+    lines.append(columns)
+    lines.append("-" * len(columns))
+    for report in outcome.reports:
+        lines.append(_row(report))
+    lines.append("")
+    lines.append("per tenant: p99 TTFT s / share within SLA")
+    tenants = list(outcome.reports[0].per_tenant) if outcome.reports else []
+    lines.append(f"{'config':<16}" + "".join(f"{name:>17}" for name in tenants))
+    for report in outcome.reports:
+        cells = "".join(
+            f"{_seconds(s.p99_ttft_s) + ' / ' + format(s.sla_attainment, '.1%'):>17}"
+            for s in report.per_tenant.values()
+        )
+        lines.append(f"{report.config:<16}{cells}")
+    for key, value in ratios(outcome).items():
+        if value is not None:
+            lines.append(f"{POLICY_CONFIG} {key.replace('_', ' ')}: {value:.2f}")
+    return "\n".join(lines)
+
+
+def _row(report: ConfigReport) -> str:
+    latency = report.latency
+    burst = "n/a" if report.burst_to_capacity_s is None else f"{report.burst_to_capacity_s:.0f} s"
+    return (
+        f"{report.config:<16}{_seconds(latency.p50_ttft_s):>9}{_seconds(latency.p99_ttft_s):>7}"
+        f"{_seconds(latency.p50_e2e_s):>9}{_seconds(latency.p99_e2e_s):>7}"
+        f"{latency.sla_attainment:>8.2%}{'yes' if latency.meets_sla else 'NO':>7}"
+        f"{report.gpu_hours:>8.1f}{report.cost_usd:>8.0f}{report.scale_events:>7}"
+        f"{report.reversals:>8}{burst:>12}"
+    )
+
+
+def as_json(outcome: Outcome, trace: Trace, sla: Sla, seed: int) -> dict[str, Any]:
+    return {
+        "seed": seed,
+        "requests": len(trace),
+        "days": trace.days,
+        "start_utc": dt.datetime.fromtimestamp(trace.start_s, dt.UTC).isoformat(),
+        "sla": {"ttft_s": sla.ttft_s, "e2e_s": sla.e2e_s, "percentile": sla.percentile},
+        "configs": [_finite(report.as_json()) for report in outcome.reports],
+        "ratios": ratios(outcome),
+    }
+
+
+def _finite(value: Any) -> Any:
+    # JSON has no infinity: a failed percentile is reported as null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
