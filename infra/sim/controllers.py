@@ -9,7 +9,6 @@ ticks with no load would change nothing (or `now_s` when the controller is still
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import datetime as dt
 import math
 from collections import deque
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from infra.policy import DecisionState, Direction, FleetPolicy, Observation, decide
+from infra.policy.aws_rules import ReplayState, compile_scaling_rules, replay_step
 from infra.sim.aws import ScheduledMinimum
 
 UTC = dt.UTC
@@ -96,42 +96,38 @@ class RayServe:
 
 
 class ProposedOnAws:
-    """The policy as deployed on AWS: scheduled actions set the group's minimum (late by up
-    to 2 minutes), and the scaling rules act on each 10 s datapoint of OngoingRequests.
-
-    The scaling rules are evaluated by `decide()` on the period's datapoint (no look-back
-    average: a CloudWatch alarm sees each datapoint); the schedule is the group's minimum,
-    which clamps whatever the rules want.
-    """
+    """The policy as deployed on AWS: its compiled alarms and step policies
+    (`infra.policy.aws_rules`), evaluated on each 10 s datapoint of the Average of
+    OngoingRequests per in-service instance, with the group's minimum set by scheduled
+    actions that fire up to 2 minutes late."""
 
     def __init__(self, policy: FleetPolicy, schedule: ScheduledMinimum) -> None:
         self.name = "proposed-aws"
-        # The rules alone: the group's scheduled minimum is applied separately, as on AWS.
-        self.rules_policy = dataclasses.replace(
-            policy,
-            market_hours=dataclasses.replace(
-                policy.market_hours, min_replicas=policy.default.min_replicas
-            ),
-            special_days=(),
-        )
+        self.rules = compile_scaling_rules(policy)
         self.schedule = schedule
-        self.maximum = policy.max_replicas
-        self.state = DecisionState()
-        self.last_load = 0.0
+        self.state = ReplayState()
 
     def initial(self, start_s: float) -> int:
         return self.schedule.at(start_s)
 
     def desired(self, view: FleetView) -> int:
-        self.last_load = sum(view.ongoing_per_instance)
-        now = dt.datetime.fromtimestamp(view.now_s, UTC)
-        wanted, self.state = decide(
-            self.rules_policy, Observation(self.last_load, view.desired), self.state, now
+        samples = view.ongoing_per_instance
+        # No in-service instance publishes nothing: CloudWatch then has no datapoint.
+        metric = sum(samples) / len(samples) if samples else None
+        wanted, self.state = replay_step(
+            self.rules,
+            self.state,
+            view.now_s,
+            metric,
+            view.desired,
+            min_capacity=self.schedule.at(view.now_s),
         )
-        return min(max(wanted, self.schedule.at(view.now_s)), self.maximum)
+        return wanted
 
     def quiet_until(self, now_s: float, desired: int) -> float:
-        idle = self.state.direction is Direction.NONE and self.last_load == 0
+        # With only zeros in the alarm windows the rules can merely shrink the group, and
+        # it is already at its minimum: nothing happens until the schedule changes.
+        idle = not any(self.state.datapoints) and not self.state.warming
         if idle and desired == self.schedule.at(now_s):
             return self.schedule.next_change_s(now_s)
         return now_s
