@@ -240,12 +240,15 @@ build {
     script          = "${path.root}/scripts/90-cleanup.sh"
   }
 
-  post-processor "manifest" {
-    output     = "build/ami/manifest.json"
-    strip_path = true
-  }
+  # One chain, in order: the manifest is on disk before the publisher reads it.
+  post-processors {
+    post-processor "manifest" {
+      output     = "build/ami/manifest.json"
+      strip_path = true
+    }
 
-  post-processor "shell-local" {
-    inline = ["bash ${path.root}/scripts/publish-ami-id.sh build/ami/manifest.json ${var.ssm_parameter_name} ${var.region}"]
+    post-processor "shell-local" {
+      inline = ["bash ${path.root}/scripts/publish-ami-id.sh build/ami/manifest.json ${var.ssm_parameter_name} ${var.region}"]
+    }
   }
 }

@@ -128,7 +128,8 @@ def test_model_step_gets_the_model_and_the_token_only_there(template: dict[str, 
 
 def test_ami_id_is_published_to_the_ssm_parameter(template: dict[str, Any]) -> None:
     (build,) = template["build"]
-    post = [(kind, body) for block in build["post-processor"] for kind, body in block.items()]
+    (chain,) = build["post-processors"]
+    post = [(kind, body) for block in chain["post-processor"] for kind, body in block.items()]
     assert [kind for kind, _ in post] == ["manifest", "shell-local"]
     manifest_path = post[0][1]["output"]
     (command,) = post[1][1]["inline"]
