@@ -142,6 +142,9 @@ def test_vllm_never_downloads_at_boot(vllm_unit: Unit, tmp_path: Path) -> None:
     assert env["HF_HUB_OFFLINE"] == "1"
     # The compile cache the build's warm-up filled is where the unit looks for it.
     assert env["VLLM_CACHE_ROOT"] == "/var/cache/vllm"
+    for name in ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "XDG_CACHE_HOME", "HOME"):
+        assert env[name].startswith("/var/cache/vllm"), name
+    assert value(vllm_unit, "Service", "CacheDirectory") == "vllm"
 
 
 def test_vllm_reads_the_baked_defaults_then_the_stacks_file(vllm_unit: Unit) -> None:
