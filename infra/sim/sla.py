@@ -9,14 +9,17 @@ from dataclasses import dataclass
 class Sla:
     """p99 targets for time to first token and end-to-end latency.
 
-    3 s to the first token: an analyst sees the answer start within a breath, covering the
-    prefill of the longest admitted prompt (6k tokens, ~2 s on an A10G with a full batch)
-    plus about a second of queueing. 60 s end to end: the longest admitted answer (1,024
-    tokens) streamed at ~17 tokens/s (a full batch, still faster than a person reads).
+    Each target is what one replica gives the largest request the gateway admits (a
+    6,144-token prompt, a 1,024-token answer) in a full batch, plus about 1.5 s of
+    queueing: prefill 6,144 / 100 = 61 decode units at ~17 units/s (12 sequences) is
+    3.6 s, so 5 s to the first token; 61 + 1,024 units is 64 s, so 65 s end to end.
+    A tighter target would be missed by long prompts on an idle fleet, whatever the
+    autoscaler does; a looser one would hide queueing, which is what scaling controls.
+    `tests/infra/sim/test_sla.py` recomputes both from the replica model and the scenario.
     """
 
-    ttft_s: float = 3.0
-    e2e_s: float = 60.0
+    ttft_s: float = 5.0
+    e2e_s: float = 65.0
     percentile: float = 99.0
 
     def __post_init__(self) -> None:

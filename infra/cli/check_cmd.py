@@ -1,0 +1,159 @@
+"""`fleet check`: the gate before a scaling-config change; exits 1 when the proposed policy
+misses the SLA on the reference days, oscillates, or costs more than a margin over the
+reference, saying which and by how much."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from infra.cli.common import CommandError, iso_date, positive_int, print_json, selected_policy
+from infra.cli.simulate_cmd import add_simulation_options, simulation_from, traffic
+from infra.policy import FLEET_POLICY
+from infra.policy.loader import load_policy
+from infra.sim.check import REFERENCE_DAYS, REFERENCE_START, Limits, evaluate
+from infra.sim.metrics import summarize
+from infra.sim.progress import ProgressBar
+from infra.sim.runner import POLICY_CONFIG, run_configs
+
+MAX_DAYS = 92
+
+
+def percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1000, got {text}")
+    return value / 100
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.days > MAX_DAYS:
+        raise CommandError(f"--days must be <= {MAX_DAYS}, got {args.days}")
+    proposed_policy = selected_policy(args)
+    reference_path: Path | None = args.against
+    reference_policy = (
+        FLEET_POLICY if reference_path is None else load_policy(reference_path, FLEET_POLICY)
+    )
+    trace = traffic(args, proposed_policy, args.start, args.days)
+    limits = Limits(cost_margin=args.cost_margin, max_reversals_per_trading_day=args.max_reversals)
+    progress = ProgressBar()
+    try:
+        proposed_sim = simulation_from(args, proposed_policy)
+        proposed = run_configs(
+            trace, proposed_sim, configs=(POLICY_CONFIG,), progress=progress
+        ).run(POLICY_CONFIG)
+        reference_sim = simulation_from(args, reference_policy)
+        reference = run_configs(
+            trace, reference_sim, configs=(POLICY_CONFIG,), progress=progress
+        ).run(POLICY_CONFIG)
+    finally:
+        progress.close()
+    findings = evaluate(
+        proposed, reference, trace, proposed_sim.sla, proposed_policy.schedule, limits
+    )
+    names = {
+        "proposed": str(args.policy) if args.policy else "the deployed policy",
+        "reference": str(reference_path) if reference_path else "the deployed policy",
+    }
+    failed = [f for f in findings if not f.passed]
+    if args.json:
+        rows = {
+            label: summarize(
+                run_result,
+                trace,
+                proposed_sim.sla,
+                proposed_sim.mechanics.hourly_usd,
+                per_tenant=False,
+            ).as_json()
+            for label, run_result in (("proposed", proposed), ("reference", reference))
+        }
+        print_json(
+            {
+                "passed": not failed,
+                "proposed": names["proposed"],
+                "reference": names["reference"],
+                "start": args.start.isoformat(),
+                "days": args.days,
+                "findings": [vars(f) for f in findings],
+                "runs": rows,
+            }
+        )
+    else:
+        print(
+            f"checking {names['proposed']} against {names['reference']} on {args.days} "
+            f"day(s) from {args.start} (seed {args.seed})"
+        )
+        for label, run_result in (("proposed", proposed), ("reference", reference)):
+            summary = summarize(
+                run_result,
+                trace,
+                proposed_sim.sla,
+                proposed_sim.mechanics.hourly_usd,
+                per_tenant=False,
+            )
+            latency = summary.latency
+            print(
+                f"  {label:<10} p99 TTFT {latency.p99_ttft_s:6.2f} s  p99 E2E "
+                f"{latency.p99_e2e_s:6.1f} s  within SLA {latency.sla_attainment:7.2%}  "
+                f"GPU-h {summary.gpu_hours:6.1f}  scale events {summary.scale_events}  "
+                f"reversals {summary.reversals}"
+            )
+        for finding in findings:
+            print(finding.line())
+        print("check failed" if failed else "check passed")
+    return 1 if failed else 0
+
+
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subcommands.add_parser(
+        "check", help="gate a proposed policy: SLA, oscillation and cost on the reference days"
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="REF.toml",
+        help="the reference policy (TOML over the deployed one); default: the deployed policy",
+    )
+    parser.add_argument(
+        "--start",
+        type=iso_date,
+        default=REFERENCE_START,
+        help=f"first reference day (default {REFERENCE_START}, Thanksgiving week)",
+    )
+    parser.add_argument(
+        "--days",
+        type=positive_int,
+        default=REFERENCE_DAYS,
+        help=f"reference days (default {REFERENCE_DAYS})",
+    )
+    parser.add_argument(
+        "--cost-margin",
+        type=percent,
+        default=Limits.cost_margin,
+        metavar="PCT",
+        help=f"allowed GPU-hours over the reference, in percent (default {Limits.cost_margin:.0%})",
+    )
+    parser.add_argument(
+        "--max-reversals",
+        type=non_negative_float,
+        default=Limits.max_reversals_per_trading_day,
+        metavar="N",
+        help="allowed direction reversals within 10 min per trading day (default "
+        f"{Limits.max_reversals_per_trading_day:g})",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_simulation_options(parser)
+    parser.set_defaults(handler=run)
