@@ -91,7 +91,7 @@ variable "gateway_wheel_dir" {
 
 variable "ssm_parameter_name" {
   type        = string
-  default     = "/finsight-serving/ami/latest"
+  default     = "/finsight/ami/latest"
   description = "SSM parameter the AMI id is written to; the stack's image setting names it."
 }
 

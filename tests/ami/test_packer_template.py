@@ -147,7 +147,7 @@ def _run_publish(tmp_path: Path, manifest: dict[str, Any]) -> subprocess.Complet
     manifest_path = tmp_path / "manifest.json"
     manifest_path.write_text(json.dumps(manifest))
     return subprocess.run(
-        ["bash", str(PUBLISH), str(manifest_path), "/finsight-serving/ami/latest", "eu-west-1"],
+        ["bash", str(PUBLISH), str(manifest_path), "/finsight/ami/latest", "eu-west-1"],
         capture_output=True,
         text=True,
         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
@@ -169,7 +169,7 @@ def test_publish_script_writes_this_runs_ami_id(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     args = (tmp_path / "aws-args").read_text().split("\n")
     assert args[:2] == ["ssm", "put-parameter"]
-    assert args[args.index("--name") + 1] == "/finsight-serving/ami/latest"
+    assert args[args.index("--name") + 1] == "/finsight/ami/latest"
     assert args[args.index("--value") + 1] == "ami-0123456789abcdef0"
     assert args[args.index("--data-type") + 1] == "aws:ec2:image"
     assert args[args.index("--region") + 1] == "eu-west-1"

@@ -1,0 +1,99 @@
+"""The image and the stack agree: the files its user data writes, the SSM parameter, the log
+groups and the metric namespace. Read from the stack's own code, not restated here."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from hcl2 import SerializationOptions
+
+from app.settings import GatewaySettings
+from infra.stack import fleet, observability, stack
+from infra.stack.settings import StackSettings
+from tests.ami.unitfile import (
+    AMI_DIR,
+    UNITS_DIR,
+    exec_start_argv,
+    option,
+    parse_unit,
+    unit_environment,
+)
+
+
+def _user_data_files(tmp_path: Path) -> dict[str, Path]:
+    gateway_env = fleet.GatewayEnv(
+        tenants_secret_id="finsight/prod/tenants",
+        cloudwatch_namespace=stack.AGENT_NAMESPACE,
+        autoscaling_group_name="finsight-prod",
+        lifecycle_hook_name="finsight-prod-drain",
+        region="us-east-1",
+        drain_deadline_s=120,
+    )
+    user_data: str = fleet.render_user_data(gateway_env, "s3://models/llama/")
+    header, _, body = user_data.partition("\n")
+    assert header == "#cloud-config"
+    files: dict[str, Path] = {}
+    for index, entry in enumerate(json.loads(body)["write_files"]):
+        local = tmp_path / f"file{index}.env"
+        local.write_text(entry["content"])
+        files[entry["path"]] = local
+    return files
+
+
+def test_user_data_writes_the_files_the_units_read(tmp_path: Path) -> None:
+    files = _user_data_files(tmp_path)
+    assert set(files) == {"/etc/finsight/gateway.env", "/etc/finsight/vllm.env"}
+
+
+def test_stacks_gateway_env_starts_the_gateway_unit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = _user_data_files(tmp_path)
+    unit = parse_unit(UNITS_DIR / "gateway.service")
+    env = unit_environment(unit, files)
+    assert env["GATEWAY_UPSTREAM_URL"] == "http://127.0.0.1:8001"
+    for key in list(os.environ):
+        if key.startswith("GATEWAY_"):
+            monkeypatch.delenv(key)
+    for key, val in env.items():
+        monkeypatch.setenv(key, val)
+    settings = GatewaySettings()
+    timeout_stop_s = float(dict(unit["Service"])["TimeoutStopSec"])
+    assert settings.drain_deadline_s < timeout_stop_s
+    assert exec_start_argv(unit, env)[0] == "/opt/finsight/gateway/bin/uvicorn"
+
+
+def test_stacks_vllm_env_keeps_the_baked_model(tmp_path: Path) -> None:
+    files = _user_data_files(tmp_path)
+    defaults = tmp_path / "defaults.env"
+    defaults.write_text("VLLM_MODEL_DIR=/opt/finsight/models/m\nVLLM_SERVED_MODEL_NAME=m\n")
+    files["/opt/finsight/etc/vllm.defaults.env"] = defaults
+    unit = parse_unit(UNITS_DIR / "vllm.service")
+    argv = exec_start_argv(unit, unit_environment(unit, files))
+    # Whatever else the stack writes, the weights on the image are what vLLM serves.
+    assert option(argv, "--model") == "/opt/finsight/models/m"
+
+
+def test_ami_id_goes_where_the_stack_reads_it() -> None:
+    with (AMI_DIR / "finsight-serving.pkr.hcl").open() as handle:
+        template: dict[str, Any] = hcl2.load(
+            handle, serialization_options=SerializationOptions(strip_string_quotes=True)
+        )
+    variables = {name: body for block in template["variable"] for name, body in block.items()}
+    default = StackSettings.model_fields["image_ssm_parameter"].default
+    assert variables["ssm_parameter_name"]["default"] == default
+
+
+def test_agent_ships_to_the_stacks_log_groups_and_namespace() -> None:
+    config = json.loads((AMI_DIR / "cloudwatch" / "amazon-cloudwatch-agent.json").read_text())
+    groups = {
+        e["log_group_name"] for e in config["logs"]["logs_collected"]["files"]["collect_list"]
+    }
+    assert groups == set(observability.LOG_GROUPS)
+    assert all(group.startswith(fleet.LOG_GROUP_PREFIX + "/") for group in groups)
+    assert config["metrics"]["namespace"] == stack.AGENT_NAMESPACE
