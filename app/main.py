@@ -227,6 +227,7 @@ def create_app(settings: GatewaySettings | None = None, runtime: Runtime | None 
         title="finsight-serving gateway", lifespan=lifespan, docs_url=None, redoc_url=None
     )
     install_error_handlers(app)
+    app.router.routes.extend(openai_api.generation_routes)
     app.include_router(openai_api.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

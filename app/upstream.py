@@ -11,6 +11,7 @@ that the client went away and aborts the generation.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import cast
@@ -47,6 +48,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.headers_done = False
+        self.keep_alive = False
         self.chunks: deque[bytes] = deque()
         self.complete = False
         self.received_any = False
@@ -57,6 +59,10 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self.transport = cast(asyncio.Transport, transport)
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            # Requests go out in one write; never hold one back waiting for an ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
         self.received_any = True
@@ -79,6 +85,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        # Read now: llhttp forgets it once the message is complete.
+        self.keep_alive = self.parser.should_keep_alive()
         self.headers_done = True
 
     def on_body(self, body: bytes) -> None:
@@ -112,7 +120,7 @@ class _Connection(asyncio.Protocol):
         return (
             self.complete
             and not self.closed
-            and self.parser.should_keep_alive()
+            and self.keep_alive
             and self.transport is not None
             and not self.transport.is_closing()
         )
