@@ -186,7 +186,7 @@ async def _measure(upstream_port: int, gateway_port: int, gateway_pid: int) -> l
                 cpu_s += _cpu_s(gateway_pid) - cpu_before
             if not via:
                 lines.append(
-                    f"{concurrency:>7} {'stream' if stream else 'whole':>10} | skipped: time budget spent"
+                    f"{concurrency:>7} {'stream' if stream else 'whole':>10} | skipped: out of time"
                 )
                 continue
 
