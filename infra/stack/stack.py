@@ -15,6 +15,7 @@ from infra.policy import FLEET_POLICY, FleetPolicy, cold_start
 from infra.policy.aws_rules import ScalingRules, compile_scaling_rules
 from infra.stack.fleet import Fleet, FleetProps
 from infra.stack.load_balancer import LoadBalancer, LoadBalancerProps
+from infra.stack.market_calendar import MarketCalendar, MarketCalendarProps
 from infra.stack.network import Network, NetworkProps
 from infra.stack.observability import (
     SCALE_IN_ALARM,
@@ -48,6 +49,7 @@ class FleetStack(TerraformStack):
     scaling: Scaling
     schedule: Schedule
     observability: Observability
+    market_calendar: MarketCalendar | None
     # What the calendar Lambda's construct needs.
     autoscaling_group_name: str
     autoscaling_group_arn: str
@@ -177,6 +179,21 @@ class FleetStack(TerraformStack):
             "schedule",
             ScheduleProps(autoscaling_group_name=self.autoscaling_group_name, policy=policy),
         )
+        self.market_calendar = None
+        if settings.market_calendar:
+            self.market_calendar = MarketCalendar(
+                self,
+                "market-calendar",
+                MarketCalendarProps(
+                    name=name,
+                    account_id=account_id,
+                    autoscaling_group_name=self.autoscaling_group_name,
+                    autoscaling_group_arn=self.autoscaling_group_arn,
+                    alarm_topic_arn=self.alarm_topic_arn,
+                    policy=policy,
+                    log_retention_days=settings.log_retention_days,
+                ),
+            )
         TerraformOutput(self, "api_dns_name", value=self.load_balancer.dns_name)
         TerraformOutput(self, "autoscaling_group_name", value=self.autoscaling_group_name)
         TerraformOutput(self, "alarm_topic_arn", value=self.alarm_topic_arn)
