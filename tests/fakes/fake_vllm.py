@@ -51,8 +51,9 @@ class FakeVllmConfig:
 class FakeVllmStats:
     """What the fake saw, so tests can assert on what reached the upstream."""
 
-    generation_requests: int = 0
-    completed: int = 0
+    generation_requests: int = 0  # completions, readiness probes apart
+    probes: int = 0
+    completed: int = 0  # readiness probes apart
     cancelled: int = 0
     running: int = 0
     waiting: int = 0
@@ -142,6 +143,7 @@ class FakeVllm:
         return JSONResponse(
             {
                 "generation_requests": s.generation_requests,
+                "probes": s.probes,
                 "completed": s.completed,
                 "cancelled": s.cancelled,
                 "running": s.running,
@@ -156,15 +158,20 @@ class FakeVllm:
         return await self._generate(request, chat=True)
 
     async def _generate(self, request: Request, *, chat: bool) -> Response:
-        self.stats.generation_requests += 1
-        self.stats.headers.append(dict(request.headers))
+        probe = "x-gateway-probe" in request.headers
+        if probe:
+            self.stats.probes += 1
+        else:
+            self.stats.generation_requests += 1
+            self.stats.headers.append(dict(request.headers))
         if self.config.mode == "fail":
             return self._error(500, "engine dead", "InternalServerError")
         try:
             body = json.loads(await request.body())
         except ValueError:
             return self._error(400, "body is not JSON", "BadRequestError")
-        self.stats.bodies.append(body)
+        if not probe:
+            self.stats.bodies.append(body)
         if body.get("model") != self.config.model:
             message = f"The model `{body.get('model')}` does not exist."
             return self._error(404, message, "NotFoundError")
@@ -180,7 +187,8 @@ class FakeVllm:
         except _Disconnected:
             self.stats.cancelled += 1
             return Response(status_code=499)
-        self.stats.completed += 1
+        if not probe:
+            self.stats.completed += 1
         return JSONResponse(self._full_body(request_id, chat, count))
 
     async def _run(self, count: int) -> None:

@@ -1,0 +1,1 @@
+"""Tests of the per-instance gateway (`app/`)."""

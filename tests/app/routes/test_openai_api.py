@@ -1,0 +1,292 @@
+"""The OpenAI routes through the gateway: the SDK, auth, validation, fairness, admission."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.app.stack import ACME_KEY, GLOBEX_KEY, MODEL, chat_body, running_stack, tenants_document
+from tests.fakes.fake_vllm import FakeVllmConfig
+
+
+def test_openai_sdk_chat_completion_streaming_and_models(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack:
+            client = openai.AsyncOpenAI(api_key=ACME_KEY, base_url=f"{stack.url}/v1")
+            whole = await client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4
+            )
+            assert whole.choices[0].message.content == " tok0 tok1 tok2 tok3"
+            stream = await client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=3, stream=True
+            )
+            pieces = [chunk.choices[0].delta.content async for chunk in stream if chunk.choices]
+            assert pieces == [" tok0", " tok1", " tok2"]
+            completion = await client.completions.create(model=MODEL, prompt="hi", max_tokens=2)
+            assert completion.choices[0].text == " tok0 tok1"
+            text_stream = await client.completions.create(
+                model=MODEL, prompt="hi", max_tokens=2, stream=True
+            )
+            assert [c.choices[0].text async for c in text_stream] == [" tok0", " tok1"]
+            models = await client.models.list()
+            assert [m.id for m in models.data] == [MODEL]
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_stream_chunks_are_relayed_as_they_arrive(tmp_path: Path) -> None:
+    # GIVEN an upstream that emits one token every 100 ms
+    async def scenario() -> None:
+        config = FakeVllmConfig(token_delay_ms=100)
+        async with running_stack(tmp_path, fake_config=config) as stack, stack.client() as http:
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            arrivals = []
+            body = chat_body(max_tokens=5, stream=True)
+            async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                async for line in response.aiter_lines():
+                    if line.startswith("data: "):
+                        arrivals.append(loop.time() - began)
+            # THEN the first token arrives long before the last (no buffering)
+            assert len(arrivals) == 6  # 5 tokens and [DONE]
+            assert arrivals[0] < 0.35
+            assert arrivals[-1] - arrivals[0] > 0.3
+
+    asyncio.run(scenario())
+
+
+def test_missing_or_wrong_key_is_401_in_openai_shape(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack:
+            for key in (None, "sk-not-a-tenant"):
+                async with stack.client(key) as http:
+                    response = await http.post("/v1/chat/completions", json=chat_body())
+                assert response.status_code == 401
+                error = response.json()["error"]
+                assert error["type"] == "invalid_request_error" and error["message"]
+            assert stack.fake.stats.generation_requests == 0
+            async with stack.client("sk-wrong") as http:
+                assert (await http.get("/v1/models")).status_code == 401
+            client = openai.AsyncOpenAI(api_key="sk-wrong", base_url=f"{stack.url}/v1")
+            with pytest.raises(openai.AuthenticationError):
+                await client.chat.completions.create(model=MODEL, messages=[])
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode(), 400, "'model'"),
+        (json.dumps(chat_body(model="gpt-unknown")).encode(), 404, "does not exist"),
+        (json.dumps(chat_body(max_tokens="many")).encode(), 400, "'max_tokens' must be an integer"),
+        (json.dumps(chat_body(max_tokens=0)).encode(), 400, "at least 1"),
+        (json.dumps(chat_body(max_tokens=100_000)).encode(), 400, "tenant's limit of 64"),
+        (json.dumps(chat_body(max_completion_tokens=65)).encode(), 400, "tenant's limit of 64"),
+        (json.dumps(chat_body(n=9)).encode(), 400, "'n' must be between 1 and 4"),
+        (json.dumps(chat_body(n=True)).encode(), 400, "'n' must be an integer"),
+        (json.dumps(chat_body(stream="yes")).encode(), 400, "'stream' must be a boolean"),
+        (json.dumps({"model": MODEL, "messages": "hi"}).encode(), 400, "'messages'"),
+        (json.dumps({"model": MODEL, "messages": ["hi"]}).encode(), 400, "'messages'"),
+        (b"\xff\xfe", 400, "not valid JSON"),
+    ],
+)
+def test_bad_input_is_a_4xx_naming_the_problem_and_nothing_goes_upstream(
+    tmp_path: Path, body: bytes, status: int, needle: str
+) -> None:
+    async def scenario() -> None:
+        tenants = tenants_document(max_tokens=64)
+        async with running_stack(tmp_path, tenants=tenants) as stack, stack.client() as http:
+            response = await http.post(
+                "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}
+            )
+            assert response.status_code == status, response.text
+            assert needle in response.json()["error"]["message"]
+            assert stack.fake.stats.generation_requests == 0
+            # The same tenant is still served afterwards.
+            assert (await http.post("/v1/chat/completions", json=chat_body())).status_code == 200
+
+    asyncio.run(scenario())
+
+
+def test_completions_prompt_is_required(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack, stack.client() as http:
+            response = await http.post("/v1/completions", json={"model": MODEL})
+            assert response.status_code == 400
+            assert "'prompt'" in response.json()["error"]["message"]
+            assert stack.fake.stats.generation_requests == 0
+
+    asyncio.run(scenario())
+
+
+def test_body_over_the_limit_is_413(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path, max_body_bytes=2048) as stack, stack.client() as http:
+            big = chat_body(messages=[{"role": "user", "content": "x" * 4096}])
+            response = await http.post("/v1/chat/completions", json=big)
+            assert response.status_code == 413
+            assert "larger than 2048 bytes" in response.json()["error"]["message"]
+
+            # A chunked body (no Content-Length) is counted as it arrives.
+            async def chunks() -> Any:
+                for _ in range(5):
+                    yield b"x" * 1000
+
+            response = await http.post("/v1/chat/completions", content=chunks())
+            assert response.status_code == 413
+            assert stack.fake.stats.generation_requests == 0
+
+    asyncio.run(scenario())
+
+
+def test_tenant_over_its_concurrency_cap_gets_429_and_others_are_served(tmp_path: Path) -> None:
+    # GIVEN acme may run 2 requests at once and the upstream is slow
+    async def scenario() -> None:
+        config = FakeVllmConfig(token_delay_ms=50)
+        tenants = tenants_document(max_concurrent_requests=2)
+        async with running_stack(tmp_path, fake_config=config, tenants=tenants) as stack:
+            async with stack.client() as acme, stack.client(GLOBEX_KEY) as globex:
+                slow = [
+                    asyncio.ensure_future(acme.post("/v1/chat/completions", json=chat_body()))
+                    for _ in range(2)
+                ]
+                while stack.gateway.admission.tenant_ongoing("acme") < 2:
+                    await asyncio.sleep(0.005)
+                # WHEN acme sends a third
+                third = await acme.post("/v1/chat/completions", json=chat_body())
+                # THEN it is refused with 429 and Retry-After, while globex still gets through
+                assert third.status_code == 429
+                assert third.headers["Retry-After"] == "1"
+                assert "limit 2" in third.json()["error"]["message"]
+                other = await globex.post("/v1/chat/completions", json=chat_body(max_tokens=1))
+                assert other.status_code == 200
+                assert [r.status_code for r in await asyncio.gather(*slow)] == [200, 200]
+            async with stack.client(None) as anonymous:
+                text = (await anonymous.get("/metrics")).text
+            assert 'gateway_requests_shed_total{reason="tenant_limit"} 1.0' in text
+
+    asyncio.run(scenario())
+
+
+def test_instance_over_its_cap_answers_fast_503(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        config = FakeVllmConfig(token_delay_ms=50)
+        async with (
+            running_stack(tmp_path, fake_config=config, max_ongoing_requests=2) as stack,
+            stack.client() as acme,
+            stack.client(GLOBEX_KEY) as globex,
+        ):
+            held = [
+                asyncio.ensure_future(acme.post("/v1/chat/completions", json=chat_body())),
+                asyncio.ensure_future(globex.post("/v1/chat/completions", json=chat_body())),
+            ]
+            while stack.gateway.admission.ongoing < 2:
+                await asyncio.sleep(0.005)
+            began = asyncio.get_running_loop().time()
+            refused = await globex.post("/v1/chat/completions", json=chat_body())
+            assert asyncio.get_running_loop().time() - began < 0.3
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"] == "1"
+            assert "limit of 2 ongoing" in refused.json()["error"]["message"]
+            assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+            assert stack.gateway.admission.ongoing == 0
+
+    asyncio.run(scenario())
+
+
+def test_upstream_4xx_passes_through_and_5xx_becomes_502(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack, stack.client() as http:
+            stack.fake.config.mode = "fail"
+            response = await http.post("/v1/chat/completions", json=chat_body())
+            assert response.status_code == 502
+            assert "engine dead" in response.json()["error"]["message"]
+            streamed = await http.post("/v1/chat/completions", json=chat_body(stream=True))
+            assert streamed.status_code == 502
+            models = await http.get("/v1/models")
+            assert models.status_code == 502
+            assert stack.gateway.admission.ongoing == 0
+
+    asyncio.run(scenario())
+
+
+def test_request_id_is_forwarded_and_the_key_is_not(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack, stack.client() as http:
+            headers = {"X-Request-Id": "req-42"}
+            await http.post("/v1/chat/completions", json=chat_body(), headers=headers)
+            seen = stack.fake.stats.headers[-1]
+            assert seen.get("x-request-id") == "req-42"
+            assert "authorization" not in seen
+
+    asyncio.run(scenario())
+
+
+def test_client_disconnect_cancels_the_upstream_request(tmp_path: Path) -> None:
+    # GIVEN an upstream that streams slowly (a long generation)
+    async def scenario() -> None:
+        config = FakeVllmConfig(token_delay_ms=50, tokens=200)
+        async with running_stack(tmp_path, fake_config=config) as stack, stack.client() as http:
+            body = chat_body(stream=True)
+            async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                async for _ in response.aiter_bytes():
+                    break  # WHEN the client leaves after the first chunk
+            # THEN the upstream sees its request cancelled, and the slot is freed
+            async with asyncio.timeout(3):
+                while stack.fake.stats.cancelled < 1 or stack.gateway.admission.ongoing:
+                    await asyncio.sleep(0.01)
+            assert stack.fake.stats.completed == 0
+
+            # The same for a non-streaming request the upstream is still working on.
+            task = asyncio.ensure_future(http.post("/v1/chat/completions", json=chat_body()))
+            while stack.fake.stats.running < 1:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            async with asyncio.timeout(3):
+                while stack.fake.stats.cancelled < 2 or stack.gateway.admission.ongoing:
+                    await asyncio.sleep(0.01)
+            assert stack.fake.stats.completed == 0
+
+    asyncio.run(scenario())
+
+
+def test_not_ready_before_the_model_list_is_known(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        config = FakeVllmConfig(mode="fail")
+        async with (
+            running_stack(tmp_path, fake_config=config, wait_ready=False) as stack,
+            stack.client() as http,
+        ):
+            response = await http.post("/v1/chat/completions", json=chat_body())
+            assert response.status_code == 503
+            assert "not ready" in response.json()["error"]["message"]
+
+    asyncio.run(scenario())
+
+
+def test_http_error_paths_keep_the_openai_shape(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack, stack.client() as http:
+            missing = await http.get("/v1/nothing-here")
+            assert missing.status_code == 404
+            assert missing.json()["error"]["code"] == 404
+            wrong_method = await http.get("/v1/chat/completions")
+            assert wrong_method.status_code == 405
+
+    asyncio.run(scenario())
+
+
+def _unused(_: httpx.Response) -> None:  # keeps httpx imported for type checkers
+    pass
