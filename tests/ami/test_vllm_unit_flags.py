@@ -46,7 +46,9 @@ def parsed(unit_argv: list[str]) -> dict[str, Any]:
         env={**os.environ, "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    lines = result.stdout.strip().splitlines()
+    report: dict[str, Any] = json.loads(lines[-1])
+    report["log_lines"] = [line for line in lines[:-1] if "vllm-argcheck-log-probe" in line]
     return report
 
 
@@ -70,3 +72,10 @@ def test_flags_parse_to_the_values_the_unit_means(parsed: dict[str, Any]) -> Non
     assert args["logging_config"]["formatter"] == "json"
     # Prompts are never logged: request logging stays at its default, off.
     assert args["enable_log_requests"] is False
+
+
+def test_logs_are_json_lines_for_cloudwatch(parsed: dict[str, Any]) -> None:
+    (line,) = parsed["log_lines"]
+    record = json.loads(line)
+    assert record["message"] == "vllm-argcheck-log-probe"
+    assert record["levelname"] == "INFO"

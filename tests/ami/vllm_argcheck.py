@@ -3,7 +3,8 @@
 `python vllm_argcheck.py ARGS...` calls the same `main()` that
 `python -m vllm.entrypoints.openai.api_server ARGS...` runs (parser, logging setup,
 validation), with the event loop replaced so that the server is not started. Prints the
-parsed values as JSON, and whether the same parser refuses an unknown flag.
+parsed values as JSON, and whether the same parser refuses an unknown flag; before that,
+vLLM's logger writes one record (LOG_MARKER) in whatever format the flags chose.
 """
 
 from __future__ import annotations
@@ -49,8 +50,14 @@ def _run_main(argv: list[str]) -> int:
     return 0
 
 
+LOG_MARKER = "vllm-argcheck-log-probe"
+
 if __name__ == "__main__":
     uvloop.run = _capture
     status = _run_main(sys.argv[1:])
+    # main() configured logging from the flags; one record shows what the log lines look like.
+    from vllm.logger import init_logger
+
+    init_logger("vllm.argcheck").info(LOG_MARKER)
     rejected = _run_main([*sys.argv[1:], "--no-such-flag-for-test"]) != 0
     print(json.dumps({"status": status, "args": parsed, "unknown_flag_rejected": rejected}))
