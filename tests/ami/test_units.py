@@ -120,8 +120,7 @@ def test_vllm_flags_fit_an_a10g(vllm_unit: Unit, tmp_path: Path) -> None:
     assert 0.5 <= utilisation <= 0.95
     # KV cache left for an 8B bf16 model (Llama-3.1-8B: 32 layers, 8 KV heads of 128,
     # K and V in 2 bytes = 128 KiB a token) after about 15 GiB of weights and 1.5 GiB of
-    # activations and CUDA graphs: it must hold at least one full-length sequence, and
-    # the batch the fleet targets (10 ongoing requests) at 1,000 tokens each.
+    # activations and CUDA graphs.
     kv_gib = A10G_MEMORY_GIB * utilisation - 15.0 - 1.5
     kv_tokens = kv_gib * 2**30 / (128 * 2**10)
     # What ami/README.md promises: three full-length sequences, or the fleet's target of
