@@ -216,9 +216,14 @@ def test_started_override_cannot_be_removed(
     assert len(actions(autoscaling)) == 1
 
 
-def test_calendar_function_reads_back_what_the_command_writes(autoscaling: Any) -> None:
+def test_calendar_function_reads_back_what_the_command_writes(
+    autoscaling: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN an override across the 16:00 recurring close
     assert main(add(start="15:00", end="17:00")) == 0
+    assert "note: the recurring 16:00 close action falls inside the window" in (
+        capsys.readouterr().out
+    )
     written = [
         OneOffAction(dt.datetime.fromisoformat(at.replace("Z", "+00:00")), minimum, name)
         for name, (at, minimum) in actions(autoscaling).items()
