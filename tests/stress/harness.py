@@ -78,7 +78,7 @@ def rss_kib(pid: int) -> int:
 
 
 @dataclass(frozen=True)
-class TestTenant:
+class ClientTenant:
     id: str
     key: str
     max_concurrent_requests: int | None = None
@@ -89,13 +89,13 @@ class TestTenant:
         return f"Bearer {self.key}"
 
 
-def make_tenant(tenant_id: str, **limits: int) -> TestTenant:
+def make_tenant(tenant_id: str, **limits: int) -> ClientTenant:
     # A key shaped like a real one and unique per run, so a grep for it can only hit a leak.
     key = "sk-test-" + hashlib.sha256(f"{tenant_id}-{time.time_ns()}".encode()).hexdigest()[:40]
-    return TestTenant(tenant_id, key, **limits)
+    return ClientTenant(tenant_id, key, **limits)
 
 
-def write_tenants(path: Path, tenants: list[TestTenant]) -> None:
+def write_tenants(path: Path, tenants: list[ClientTenant]) -> None:
     entries = []
     for tenant in tenants:
         entry: dict[str, Any] = {
@@ -568,3 +568,33 @@ class DroppingEndpoint:
         self._stopped.set()
         if self._sock is not None:
             self._sock.close()
+
+
+# ---------------------------------------------------------------------------- routes
+
+
+def served_routes(tenants_file: Path) -> set[tuple[str, str]]:
+    """Every (METHOD, path) the gateway app serves, read from the app it builds.
+
+    FastAPI routes come from its OpenAPI document; the hot-path generation routes are
+    plain Starlette routes, which OpenAPI leaves out, so they are read off the app.
+    Building the app starts nothing (that happens in its lifespan).
+    """
+    from app.main import create_app
+    from app.settings import GatewaySettings
+
+    app = create_app(
+        GatewaySettings(
+            tenants_file=tenants_file, cloudwatch_enabled=False, lifecycle_watch_enabled=False
+        )
+    )
+    routes = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    for route in app.routes:
+        path, methods = getattr(route, "path", None), getattr(route, "methods", None)
+        if isinstance(path, str) and methods:
+            routes.update((method, path) for method in methods if method != "HEAD")
+    return routes
