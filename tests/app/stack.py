@@ -40,10 +40,10 @@ def tenants_document(**limits: Any) -> str:
     )
 
 
-def local_settings(tenants_file: Path, upstream_port: int, **overrides: Any) -> GatewaySettings:
+def local_settings(tenants_path: Path, upstream_port: int, **overrides: Any) -> GatewaySettings:
     values: dict[str, Any] = {
         "upstream_url": f"http://127.0.0.1:{upstream_port}",
-        "tenants_file": tenants_file,
+        "tenants_file": tenants_path,
         "cloudwatch_enabled": False,
         "lifecycle_watch_enabled": False,
         "probe_interval_s": 0.05,

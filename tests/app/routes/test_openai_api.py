@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
@@ -286,7 +285,3 @@ def test_http_error_paths_keep_the_openai_shape(tmp_path: Path) -> None:
             assert wrong_method.status_code == 405
 
     asyncio.run(scenario())
-
-
-def _unused(_: httpx.Response) -> None:  # keeps httpx imported for type checkers
-    pass

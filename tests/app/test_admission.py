@@ -1,0 +1,50 @@
+"""Admission: the instance cap, the tenant cap, draining, and slots freed exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.admission import Admission
+from app.errors import GatewayError
+from app.tenants import Tenant
+
+ACME = Tenant("acme", max_concurrent_requests=2, max_tokens=100)
+GLOBEX = Tenant("globex", max_concurrent_requests=5, max_tokens=100)
+
+
+def test_caps_and_reasons() -> None:
+    shed: list[str] = []
+    ongoing: list[int] = []
+    admission = Admission(3, retry_after_s=2, on_shed=shed.append, on_change=ongoing.append)
+    tickets = [admission.admit(ACME), admission.admit(ACME)]
+    with pytest.raises(GatewayError) as refused:
+        admission.admit(ACME)
+    assert (refused.value.status, refused.value.retry_after_s) == (429, 2)
+    tickets.append(admission.admit(GLOBEX))
+    with pytest.raises(GatewayError) as full:
+        admission.admit(GLOBEX)
+    assert full.value.status == 503
+    assert shed == ["tenant_limit", "instance_full"]
+    tickets[0].release()
+    tickets[0].release()  # a second release changes nothing
+    assert admission.ongoing == 2 and admission.tenant_ongoing("acme") == 1
+    assert ongoing == [1, 2, 3, 2]
+
+
+def test_draining_refuses_everyone_and_wait_idle_returns_when_the_last_leaves() -> None:
+    async def scenario() -> None:
+        admission = Admission(10, retry_after_s=1)
+        ticket = admission.admit(ACME)
+        admission.draining = True
+        with pytest.raises(GatewayError) as refused:
+            admission.admit(GLOBEX)
+        assert refused.value.status == 503 and "draining" in refused.value.message
+        waiter = asyncio.ensure_future(admission.wait_idle())
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        ticket.release()
+        await asyncio.wait_for(waiter, 1)
+
+    asyncio.run(scenario())

@@ -1,0 +1,86 @@
+"""Settings: defaults, the policy-derived cap, and refusals that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.settings import GatewaySettings, SettingsError, load_settings
+from infra.policy.config import DEFAULT
+
+
+@pytest.fixture
+def local_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in list(__import__("os").environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GATEWAY_TENANTS_FILE", "/etc/gateway/tenants.json")
+    monkeypatch.setenv("GATEWAY_CLOUDWATCH_ENABLED", "false")
+    monkeypatch.setenv("GATEWAY_LIFECYCLE_WATCH_ENABLED", "false")
+    return monkeypatch
+
+
+def test_defaults_follow_the_issue_and_the_policy(local_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.upstream_url == "http://127.0.0.1:8001"
+    assert (settings.upstream_host, settings.upstream_port) == ("127.0.0.1", 8001)
+    assert settings.max_ongoing_requests == 2 * DEFAULT.target_ongoing_requests
+    assert settings.cloudwatch_interval_s == DEFAULT.metric_period_s
+    assert settings.probe_freshness_s == 10
+    assert settings.probe_failures_to_unready == 2
+
+
+def test_production_settings_read_from_the_environment(local_env: pytest.MonkeyPatch) -> None:
+    local_env.setenv("GATEWAY_CLOUDWATCH_ENABLED", "true")
+    local_env.setenv("GATEWAY_LIFECYCLE_WATCH_ENABLED", "true")
+    local_env.setenv("GATEWAY_AUTOSCALING_GROUP_NAME", "finsight-prod")
+    local_env.setenv("GATEWAY_LIFECYCLE_HOOK_NAME", "drain")
+    local_env.setenv("GATEWAY_CLOUDWATCH_NAMESPACE", "FinSight/Prod")
+    local_env.setenv("GATEWAY_AWS_REGION", "us-east-2")
+    local_env.setenv("GATEWAY_DRAIN_DEADLINE_S", "300")
+    local_env.setenv("GATEWAY_PROBE_INTERVAL_S", "2.5")
+    settings = load_settings()
+    assert settings.autoscaling_group_name == "finsight-prod"
+    assert settings.lifecycle_hook_name == "drain"
+    assert settings.cloudwatch_namespace == "FinSight/Prod"
+    assert settings.aws_region == "us-east-2"
+    assert settings.drain_deadline_s == 300
+    assert settings.probe_interval_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("GATEWAY_PROBE_INTERVAL_S", "0", "GATEWAY_PROBE_INTERVAL_S"),
+        ("GATEWAY_PROBE_INTERVAL_S", "soon", "GATEWAY_PROBE_INTERVAL_S"),
+        ("GATEWAY_MAX_ONGOING_REQUESTS", "0", "GATEWAY_MAX_ONGOING_REQUESTS"),
+        ("GATEWAY_MAX_BODY_BYTES", "10", "GATEWAY_MAX_BODY_BYTES"),
+        ("GATEWAY_DRAIN_DEADLINE_S", "-1", "GATEWAY_DRAIN_DEADLINE_S"),
+        ("GATEWAY_MAX_N", "1000", "GATEWAY_MAX_N"),
+        ("GATEWAY_UPSTREAM_URL", "https://vllm:8001", "GATEWAY_UPSTREAM_URL"),
+        ("GATEWAY_UPSTREAM_URL", "http://127.0.0.1:8001/v1", "GATEWAY_UPSTREAM_URL"),
+        ("GATEWAY_CLOUDWATCH_ENABLED", "true", "GATEWAY_AUTOSCALING_GROUP_NAME is required"),
+        ("GATEWAY_LIFECYCLE_WATCH_ENABLED", "true", "GATEWAY_LIFECYCLE_HOOK_NAME are required"),
+        ("GATEWAY_TENANTS_SECRET_ID", "tenants", "exactly one of GATEWAY_TENANTS_FILE"),
+        ("GATEWAY_LOG_LEVEL", "loud", "GATEWAY_LOG_LEVEL"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_variable(
+    local_env: pytest.MonkeyPatch, name: str, value: str, needle: str
+) -> None:
+    local_env.setenv(name, value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert needle in str(refused.value)
+
+
+def test_no_tenants_source_is_refused(local_env: pytest.MonkeyPatch) -> None:
+    local_env.delenv("GATEWAY_TENANTS_FILE")
+    with pytest.raises(SettingsError, match="GATEWAY_TENANTS_SECRET_ID"):
+        load_settings()
+
+
+def test_settings_are_frozen(local_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    with pytest.raises(ValueError):
+        settings.max_n = 9  # type: ignore[misc]
+    assert isinstance(settings, GatewaySettings)
