@@ -1,0 +1,163 @@
+"""`fleet simulate`, `fleet check` and `fleet export keda` from the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.cli.main import main
+
+HEADER = "timestamp,tenant,prompt_tokens,output_tokens\n"
+MIS_TUNED = (
+    "[default]\ntarget_ongoing_requests = 3\nupscale_delay_s = 10\n"
+    "downscale_delay_s = 30\nsmoothing_factor = 1.0\n"
+)
+
+
+def fleet_status(args: list[str]) -> int:
+    """Run `fleet` in-process; argument errors exit through argparse, others return 2."""
+    try:
+        return main(args)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+
+
+def run_fleet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def small_trace(tmp_path: Path) -> Path:
+    rows = [f"{1796135400 + 7 * i},tenant-{i % 3},{500 + i},{100 + i % 50}\n" for i in range(400)]
+    path = tmp_path / "trace.csv"
+    path.write_text(HEADER + "".join(rows))
+    return path
+
+
+def test_simulate_json_has_every_config_and_the_contract_keys(
+    small_trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", "--trace", str(small_trace), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    configs = {row["config"]: row for row in payload["configs"]}
+    assert set(configs) == {
+        "static-1", "static-2", "static-3", "static-4",
+        "ray-serve", "target-tracking", "policy-aws", "clairvoyant",
+    }  # fmt: skip
+    keys = {"config", "p99_ttft_s", "p99_e2e_s", "sla_attainment", "gpu_hours", "cost_usd",
+            "scale_events", "reversals"}  # fmt: skip
+    for row in configs.values():
+        assert keys <= set(row)
+        assert row["requests"] == 400
+        assert set(row["per_tenant"]) == {"tenant-0", "tenant-1", "tenant-2"}
+    assert configs["static-2"]["gpu_hours"] == pytest.approx(48.0)
+    assert payload["sla"] == {"ttft_s": 5.0, "e2e_s": 65.0, "percentile": 99.0}
+
+
+def test_simulate_table_and_plot(
+    small_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plot = tmp_path / "day.png"
+    assert main(["simulate", "--trace", str(small_trace), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "SLA: p99 TTFT <= 5 s and p99 end-to-end <= 65 s" in out
+    assert "policy-aws gpu hours vs clairvoyant" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--days", "2"], "--days and --start shape generated traffic"),
+        (["--plot", "out.txt"], "--plot needs a .png file name"),
+        (["--seed", "-1"], "must be >= 0"),
+        (["--ttft-sla", "0"], "must be a finite number > 0"),
+    ],
+)
+def test_bad_flags_are_one_line(
+    small_trace: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert fleet_status(["simulate", "--trace", str(small_trace), *extra]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1, captured.err
+    assert message in captured.err
+
+
+def test_malformed_trace_row_is_one_line_naming_row_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(HEADER + "1796135400,acme,100,20\n1796135401,acme,lots,20\n")
+    result = run_fleet("simulate", "--trace", str(path))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "bad.csv:3: prompt_tokens: expected a whole number, got 'lots'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_fails_a_mis_tuned_policy_saying_which_and_by_how_much(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proposal = tmp_path / "proposal.toml"
+    proposal.write_text(MIS_TUNED)
+    status = main(["check", "--policy", str(proposal), "--start", "2026-12-01", "--days", "1"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "FAIL oscillation:" in out
+    assert "/day (limit 3/day)" in out
+    assert "PASS cost:" in out or "FAIL cost:" in out
+    assert out.rstrip().endswith("check failed")
+
+
+def test_check_json_reports_each_finding(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["check", "--start", "2026-12-01", "--days", "1", "--json", "--cost-margin", "5"])
+    payload = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert payload["passed"] is True
+    assert [f["check"] for f in payload["findings"]] == ["sla", "oscillation", "cost"]
+    assert "(margin 5%)" in payload["findings"][2]["detail"]
+
+
+def test_export_keda_is_valid_yaml_mapping_the_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proposal = tmp_path / "p.toml"
+    proposal.write_text(
+        "[default]\ntarget_ongoing_requests = 8\nupscale_delay_s = 40\n\n[[special_days]]\n"
+        'date = 2026-12-18\nstart = "15:00"\nend = "17:00"\nmin_replicas = 3\n'
+        'reason = "index rebalance"\n'
+    )
+    assert main(["export", "keda", "--policy", str(proposal), "--year", "2026"]) == 0
+    text = capsys.readouterr().out
+    document = yaml.safe_load(text)
+    assert document["kind"] == "ScaledObject"
+    spec = document["spec"]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 4)
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 40
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
+    prometheus, market, special = spec["triggers"]
+    assert prometheus["metadata"]["threshold"] == "8"
+    assert "vllm:num_requests_waiting" in prometheus["metadata"]["query"]
+    assert market["metadata"] == {
+        "timezone": "America/New_York",
+        "start": "50 8 * * 1,2,3,4,5",
+        "end": "0 16 * * 1,2,3,4,5",
+        "desiredReplicas": "2",
+    }
+    assert special["metadata"]["start"] == "0 15 18 12 *"
+    assert special["metadata"]["desiredReplicas"] == "3"
+    assert "#   holiday 2026-11-26 (Thanksgiving Day)" in text
+    assert "early close 2026-11-27" in text
+
+
+def test_export_keda_refuses_a_bad_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert fleet_status(["export", "keda", "--name", "Finsight_VLLM"]) == 2
+    assert "must be a Kubernetes name" in capsys.readouterr().err
