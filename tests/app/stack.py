@@ -59,7 +59,13 @@ def local_settings(tenants_path: Path, upstream_port: int, **overrides: Any) -> 
 async def serve(app: Any) -> AsyncIterator[int]:
     """Serve an ASGI app with uvicorn on a free 127.0.0.1 port; yields the port."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="auto"
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        access_log=False,
+        lifespan="auto",
+        timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -99,7 +100,9 @@ class FakeVllm:
         if self.config.mode == "fail":
             return Response(status_code=500)
         if self.config.mode == "hang":
-            await asyncio.Event().wait()
+            with contextlib.suppress(_Disconnected):
+                await _until_disconnect(request, asyncio.Event().wait())
+            return Response(status_code=499)
         return Response(status_code=200)
 
     async def _models(self, request: Request) -> Response:
