@@ -52,19 +52,49 @@ def _vllm_argv(unit: Unit, tmp_path: Path) -> list[str]:
 # --- systemd-analyze verify ------------------------------------------------------------
 # This machine (a container) does not run systemd as PID 1, and the units' binaries live in
 # the image's venvs. `verify --root` checks the units against a throwaway root holding
-# Debian's own unit files (for multi-user.target and friends) and executable stubs at the
-# ExecStart paths, which is what the image has once provisioned.
+# Debian's own unit files (for multi-user.target and friends), executable stubs at the
+# ExecStart paths, cloud-init's units as Ubuntu orders them, and both units enabled as
+# `systemctl enable` leaves them: what the image has once provisioned.
+
+# cloud-init's units on the DLAMI (Ubuntu), reduced to their ordering: write_files runs in
+# the init stage before network-online.target; cloud-final comes after multi-user.target.
+CLOUD_INIT_UNITS = {
+    "cloud-init.service": "[Unit]\nDescription=Cloud-init: Network Stage\n"
+    "Before=network-online.target\n[Service]\nType=oneshot\n"
+    "ExecStart=/usr/bin/cloud-init init\nRemainAfterExit=yes\n",
+    "cloud-config.service": "[Unit]\nDescription=Cloud-init: Config Stage\n"
+    "Wants=network-online.target\nAfter=network-online.target\n[Service]\nType=oneshot\n"
+    "ExecStart=/usr/bin/cloud-init modules --mode=config\nRemainAfterExit=yes\n",
+    "cloud-final.service": "[Unit]\nDescription=Cloud-init: Final Stage\n"
+    "Wants=network-online.target cloud-config.service\n"
+    "After=network-online.target cloud-config.service\nAfter=multi-user.target\n"
+    "[Service]\nType=oneshot\nExecStart=/usr/bin/cloud-init modules --mode=final\n"
+    "RemainAfterExit=yes\n",
+    "cloud-init.target": "[Unit]\nDescription=Cloud-init target\nAfter=multi-user.target\n",
+}
 
 
 def _verify_root(tmp_path: Path, units: dict[str, str]) -> Path:
     if shutil.which("systemd-analyze") is None or not HOST_UNIT_DIR.is_dir():
         pytest.fail("systemd-analyze is missing: run `make ami-tools`")
     root = tmp_path / "root"
-    shutil.copytree(HOST_UNIT_DIR, root / "usr/lib/systemd/system", symlinks=True)
-    (root / "etc/systemd/system").mkdir(parents=True)
+    system = root / "usr/lib/systemd/system"
+    shutil.copytree(HOST_UNIT_DIR, system, symlinks=True)
+    etc = root / "etc/systemd/system"
+    (etc / "multi-user.target.wants").mkdir(parents=True)
+    (etc / "cloud-init.target.wants").mkdir(parents=True)
+    for name, text in CLOUD_INIT_UNITS.items():
+        (system / name).write_text(text)
+        wants = "multi-user" if name.endswith(".target") else "cloud-init"
+        (etc / f"{wants}.target.wants" / name).symlink_to(f"/usr/lib/systemd/system/{name}")
     for name, text in units.items():
-        (root / "etc/systemd/system" / name).write_text(text)
-    for stub in ("opt/finsight/vllm/bin/python", "opt/finsight/gateway/bin/uvicorn"):
+        (etc / name).write_text(text)
+        (etc / "multi-user.target.wants" / name).symlink_to(f"/etc/systemd/system/{name}")
+    for stub in (
+        "opt/finsight/vllm/bin/python",
+        "opt/finsight/gateway/bin/uvicorn",
+        "usr/bin/cloud-init",
+    ):
         path = root / stub
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("#!/bin/sh\nexit 0\n")
@@ -73,9 +103,11 @@ def _verify_root(tmp_path: Path, units: dict[str, str]) -> Path:
 
 
 def _verify(root: Path, names: list[str]) -> subprocess.CompletedProcess[str]:
+    # multi-user.target too: a boot transaction shows ordering cycles the units alone don't.
     return subprocess.run(
         ["systemd-analyze", "verify", "--man=no", f"--root={root}"]
-        + [f"/etc/systemd/system/{name}" for name in names],
+        + [f"/etc/systemd/system/{name}" for name in names]
+        + ["/usr/lib/systemd/system/multi-user.target"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -85,21 +117,34 @@ def _verify(root: Path, names: list[str]) -> subprocess.CompletedProcess[str]:
 def test_systemd_analyze_verifies_both_units(tmp_path: Path) -> None:
     units = {name: (UNITS_DIR / name).read_text() for name in ("vllm.service", "gateway.service")}
     result = _verify(_verify_root(tmp_path, units), list(units))
-    # verify exits 0 on some problems (an unknown value is "ignored"), so its output counts.
+    # verify exits 0 on some problems (an unknown value is "ignored", a cycle is broken by
+    # dropping a job), so its output counts as much as its status.
     assert result.returncode == 0 and not result.stdout and not result.stderr, result
 
 
 @pytest.mark.parametrize(
-    ("broken", "expected"),
+    ("broken", "expected", "symptom"),
     [
-        ("Restart=on-failure", "Restart=sometimes"),
-        ("ExecStart=/opt/finsight/vllm/bin/python", "ExecStart=/opt/finsight/vllm/bin/nope"),
+        ("Restart=on-failure", "Restart=sometimes", "restart specifier"),
+        (
+            "ExecStart=/opt/finsight/vllm/bin/python",
+            "ExecStart=/opt/finsight/vllm/bin/nope",
+            "not executable",
+        ),
+        # Waiting for cloud-final from a multi-user unit: systemd drops vLLM from the boot.
+        ("cloud-config.service\n", "cloud-final.service\n", "ordering cycle"),
     ],
 )
-def test_verify_harness_catches_a_broken_unit(tmp_path: Path, broken: str, expected: str) -> None:
-    text = (UNITS_DIR / "vllm.service").read_text().replace(broken, expected, 1)
-    result = _verify(_verify_root(tmp_path, {"vllm.service": text}), ["vllm.service"])
-    assert result.returncode != 0 or result.stderr
+def test_verify_harness_catches_a_broken_unit(
+    tmp_path: Path, broken: str, expected: str, symptom: str
+) -> None:
+    text = (UNITS_DIR / "vllm.service").read_text()
+    assert broken in text
+    result = _verify(
+        _verify_root(tmp_path, {"vllm.service": text.replace(broken, expected, 1)}),
+        ["vllm.service"],
+    )
+    assert symptom in result.stdout + result.stderr
 
 
 # --- vllm.service ----------------------------------------------------------------------
