@@ -226,6 +226,7 @@ def create_app(settings: GatewaySettings | None = None, runtime: Runtime | None 
     app = FastAPI(
         title="finsight-serving gateway", lifespan=lifespan, docs_url=None, redoc_url=None
     )
+    app.state.settings = settings
     install_error_handlers(app)
     app.router.routes.extend(openai_api.generation_routes)
     app.include_router(openai_api.router)

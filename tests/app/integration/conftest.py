@@ -1,0 +1,143 @@
+"""Fixtures for the local-replica tests: one real vLLM CPU server per session, gateways in front.
+
+vLLM takes tens of seconds to start, so one server serves the whole session; only the
+readiness test stops and restarts it, and leaves it healthy. Process logs are shown
+under the report of any test that fails.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.app.integration.replica import (
+    STARTED,
+    TINY_MODEL_DIR,
+    VLLM_VENV,
+    DevTenant,
+    GatewayServer,
+    VllmServer,
+    write_tenants_file,
+)
+
+# The readiness probe runs often here so that a stop shows within a second or two; in
+# production it runs every 5 s.
+PROBE_INTERVAL_S = 0.5
+GATEWAY_SETTINGS: dict[str, str | float] = {
+    "probe_interval_s": PROBE_INTERVAL_S,
+    "probe_timeout_s": 5.0,
+    "upstream_metrics_interval_s": 0.1,
+    "max_ongoing_requests": 64,
+    "drain_deadline_s": 60.0,
+}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        for process in STARTED:
+            report.sections.append(
+                (f"{process.name} log ({process.log_path}), last lines", process.log_tail())
+            )
+    return report
+
+
+def _tiny_model(tmp_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The model `make tiny-model` made, or one made now for this session."""
+    if not (VLLM_VENV / ".installed").exists():
+        pytest.fail(f"{VLLM_VENV} is not installed: run `make vllm-venv` (make test does)")
+    model_dir = TINY_MODEL_DIR
+    if not (model_dir / "finsight_model.json").exists():
+        model_dir = tmp_factory.mktemp("tiny-model")
+        subprocess.run(
+            [
+                str(VLLM_VENV / "bin" / "python"),
+                "local/make_tiny_model.py",
+                "--out",
+                str(model_dir),
+            ],
+            cwd=TINY_MODEL_DIR.parents[1],
+            check=True,
+            timeout=300,
+        )
+    name = str(json.loads((model_dir / "finsight_model.json").read_text())["served_model_name"])
+    return model_dir, name
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("replica-logs")
+
+
+@pytest.fixture(scope="session")
+def vllm(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[VllmServer]:
+    model_dir, name = _tiny_model(tmp_path_factory)
+    server = VllmServer(model_dir, name, logs_dir / "vllm.log")
+    server.start()
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def tenant() -> DevTenant:
+    return DevTenant(id="acme", api_key="fsk-test-" + secrets.token_urlsafe(24))
+
+
+@pytest.fixture(scope="session")
+def tenants_file(tmp_path_factory: pytest.TempPathFactory, tenant: DevTenant) -> Path:
+    path = tmp_path_factory.mktemp("tenants") / "tenants.json"
+    # Room for the concurrency tests: the per-tenant cap is not what they exercise.
+    write_tenants_file(path, [tenant], max_concurrent_requests=64, max_tokens=256)
+    return path
+
+
+@pytest.fixture(scope="session")
+def start_gateway(
+    vllm: VllmServer, tenants_file: Path, logs_dir: Path
+) -> Iterator[Callable[..., GatewayServer]]:
+    """Starts gateways in front of the session's vLLM; all are stopped at the end."""
+    started: list[GatewayServer] = []
+
+    def start(**overrides: str | float) -> GatewayServer:
+        log_path = logs_dir / f"gateway-{len(started)}.log"
+        gateway = GatewayServer(vllm.url, tenants_file, log_path, **(GATEWAY_SETTINGS | overrides))
+        started.append(gateway)
+        gateway.start()
+        gateway.wait_ready()
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop(grace_s=10.0)
+
+
+@pytest.fixture(scope="session")
+def gateway(start_gateway: Callable[..., GatewayServer]) -> GatewayServer:
+    """The session's gateway in front of the session's vLLM."""
+    return start_gateway()
+
+
+def make_client(gateway: GatewayServer, tenant: DevTenant, **options: Any) -> openai.OpenAI:
+    # No retries: a test must see the gateway's first answer, 503s included.
+    return openai.OpenAI(
+        base_url=f"{gateway.url}/v1", api_key=tenant.api_key, max_retries=0, **options
+    )
+
+
+@pytest.fixture
+def client(gateway: GatewayServer, tenant: DevTenant) -> Iterator[openai.OpenAI]:
+    with make_client(gateway, tenant, timeout=60.0) as sdk:
+        yield sdk

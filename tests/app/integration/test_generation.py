@@ -1,0 +1,116 @@
+"""Generation through the gateway to the real vLLM server, with the official openai SDK.
+
+The tiny model was trained on a small finance corpus, so greedy decoding (temperature 0)
+reproduces a known sentence: the text checked here can only come from the model itself.
+"""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from tests.app.integration.conftest import make_client
+from tests.app.integration.replica import DevTenant, GatewayServer, VllmServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+# Corpus lines of local/make_tiny_model.py that greedy decoding continues.
+COMPLETION_PROMPT = "The S&P 500"
+COMPLETION_TEXT = " closed 0.8% higher as technology shares rallied after earnings."
+CHAT_QUESTION = "When does the market open?"
+CHAT_ANSWER = "At 9:30 a.m. Eastern, Monday to Friday."
+
+
+def test_models_lists_the_served_model(client: openai.OpenAI, vllm: VllmServer) -> None:
+    assert [model.id for model in client.models.list()] == [vllm.model_name]
+
+
+def test_completion_is_the_models_own_text_unchanged_by_the_gateway(
+    client: openai.OpenAI, vllm: VllmServer
+) -> None:
+    request = {"prompt": COMPLETION_PROMPT, "max_tokens": 32, "temperature": 0.0}
+
+    through_gateway = client.completions.create(model=vllm.model_name, **request)
+    direct = httpx.post(
+        f"{vllm.url}/v1/completions", json={"model": vllm.model_name, **request}, timeout=60
+    ).json()
+
+    choice = through_gateway.choices[0]
+    assert choice.text == COMPLETION_TEXT
+    assert choice.text == direct["choices"][0]["text"]
+    assert choice.finish_reason == "stop"
+    assert through_gateway.usage is not None
+    assert through_gateway.usage.completion_tokens == direct["usage"]["completion_tokens"]
+
+
+def test_chat_completion_answers_with_the_chat_template(
+    client: openai.OpenAI, vllm: VllmServer
+) -> None:
+    reply = client.chat.completions.create(
+        model=vllm.model_name,
+        messages=[{"role": "user", "content": CHAT_QUESTION}],
+        max_tokens=32,
+        temperature=0.0,
+    )
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].message.content == CHAT_ANSWER
+    assert reply.choices[0].finish_reason == "stop"
+
+
+def test_chat_stream_arrives_in_chunks_that_add_up_to_the_answer(
+    client: openai.OpenAI, vllm: VllmServer
+) -> None:
+    stream = client.chat.completions.create(
+        model=vllm.model_name,
+        messages=[{"role": "user", "content": CHAT_QUESTION}],
+        max_tokens=32,
+        temperature=0.0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pieces: list[str] = []
+    finish_reasons: list[str] = []
+    usage = None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append(choice.delta.content)
+            if choice.finish_reason:
+                finish_reasons.append(choice.finish_reason)
+
+    assert "".join(pieces) == CHAT_ANSWER
+    assert usage is not None
+    # One chunk per generated token: the gateway relays chunks, it does not buffer them.
+    assert len(pieces) == usage.completion_tokens > 1
+    assert finish_reasons == ["stop"]
+
+
+def test_completion_stream_runs_to_max_tokens(client: openai.OpenAI, vllm: VllmServer) -> None:
+    stream = client.completions.create(
+        model=vllm.model_name,
+        prompt=COMPLETION_PROMPT,
+        max_tokens=48,
+        stream=True,
+        stream_options={"include_usage": True},
+        # vLLM's own parameter, passed through: generate past the end-of-text token.
+        extra_body={"ignore_eos": True},
+    )
+    chunks = list(stream)
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens == 48
+    finish_reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finish_reasons[-1] == "length"
+    assert sum(1 for c in chunks if c.choices and c.choices[0].text) >= 40
+
+
+def test_wrong_key_is_refused_with_401(gateway: GatewayServer, vllm: VllmServer) -> None:
+    intruder = DevTenant(id="nobody", api_key="fsk-test-not-a-tenant")
+    with (
+        make_client(gateway, intruder, timeout=30.0) as sdk,
+        pytest.raises(openai.AuthenticationError) as refused,
+    ):
+        sdk.completions.create(model=vllm.model_name, prompt="x", max_tokens=1)
+    assert refused.value.status_code == 401

@@ -1,0 +1,149 @@
+"""The scaling signal reaches CloudWatch (moto), and its failures never touch serving."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from app.cloudwatch import CloudWatchPublisher, scaling_datapoints
+from app.main import Runtime
+from app.metrics import GatewayMetrics
+from tests.app.stack import chat_body, running_stack
+from tests.fakes.fake_vllm import FakeVllmConfig
+
+NAMESPACE = "FinSight/Test"
+GROUP = "finsight-test-asg"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def datapoints(client: Any, name: str) -> list[dict[str, Any]]:
+    now = dt.datetime.now(dt.UTC)
+    answer = client.get_metric_statistics(
+        Namespace=NAMESPACE,
+        MetricName=name,
+        Dimensions=[{"Name": "AutoScalingGroupName", "Value": GROUP}],
+        StartTime=now - dt.timedelta(minutes=5),
+        EndTime=now + dt.timedelta(minutes=1),
+        Period=1,
+        Statistics=["Maximum", "SampleCount"],
+    )
+    points: list[dict[str, Any]] = answer["Datapoints"]
+    return points
+
+
+def test_datapoints_are_high_resolution_and_dimensioned_by_group() -> None:
+    now = dt.datetime(2026, 11, 27, 15, 0, tzinfo=dt.UTC)
+    data = scaling_datapoints(7, 3.0, GROUP, now)
+    assert [d["MetricName"] for d in data] == ["OngoingRequests", "QueueDepth"]
+    assert all(d["StorageResolution"] == 1 for d in data)
+    assert all(d["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": GROUP}] for d in data)
+    assert [d["Value"] for d in data] == [7.0, 3.0]
+    # Without a reading of vLLM's queue, only OngoingRequests is sent.
+    assert [d["MetricName"] for d in scaling_datapoints(1, None, GROUP, now)] == ["OngoingRequests"]
+
+
+def test_publish_once_lands_in_cloudwatch(aws_env: None) -> None:
+    with mock_aws():
+        client = boto3.client("cloudwatch", region_name="us-east-1")
+        publisher = CloudWatchPublisher(
+            client, GatewayMetrics(), namespace=NAMESPACE, autoscaling_group_name=GROUP,
+            interval_s=10, read_ongoing=lambda: 12, read_queue_depth=lambda: 4.0,
+        )  # fmt: skip
+        assert asyncio.run(publisher.publish_once())
+        ongoing = datapoints(client, "OngoingRequests")
+        queue = datapoints(client, "QueueDepth")
+        assert [p["Maximum"] for p in ongoing] == [12.0]
+        assert [p["Maximum"] for p in queue] == [4.0]
+
+
+def test_failures_are_counted_and_back_off() -> None:
+    client = boto3.client(
+        "cloudwatch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(client)
+    for _ in range(3):
+        stubber.add_client_error("put_metric_data", "Throttling", http_status_code=400)
+    stubber.add_response("put_metric_data", {})
+    metrics = GatewayMetrics()
+    publisher = CloudWatchPublisher(
+        client, metrics, namespace=NAMESPACE, autoscaling_group_name=GROUP, interval_s=10,
+        read_ongoing=lambda: 0, read_queue_depth=lambda: None,
+    )  # fmt: skip
+    delays = []
+    with stubber:
+        for _ in range(4):
+            asyncio.run(publisher.publish_once())
+            delays.append(publisher.next_delay_s())
+    assert delays == [20, 40, 80, 10]
+    assert metrics.cloudwatch_errors._value.get() == 3
+    stubber.assert_no_pending_responses()
+
+
+def test_the_running_gateway_publishes_its_ongoing_requests(tmp_path: Path, aws_env: None) -> None:
+    async def scenario(client: Any) -> None:
+        runtime = Runtime(
+            boto3_client=lambda service, region_name: client,
+            install_signal_handlers=False,
+            exit_process=lambda: None,
+        )
+        config = FakeVllmConfig(token_delay_ms=100, tokens=8)
+        async with running_stack(
+            tmp_path, fake_config=config, runtime=runtime, cloudwatch_enabled=True,
+            autoscaling_group_name=GROUP, cloudwatch_namespace=NAMESPACE,
+            cloudwatch_interval_s=0.1,
+        ) as stack, stack.client() as http:  # fmt: skip
+            slow = [
+                asyncio.ensure_future(http.post("/v1/chat/completions", json=chat_body()))
+                for _ in range(3)
+            ]
+            await asyncio.gather(*slow)
+            await asyncio.sleep(0.3)
+
+    with mock_aws():
+        client = boto3.client("cloudwatch", region_name="us-east-1")
+        asyncio.run(scenario(client))
+        ongoing = datapoints(client, "OngoingRequests")
+        assert sum(p["SampleCount"] for p in ongoing) >= 3
+        assert max(p["Maximum"] for p in ongoing) == 3.0
+        assert datapoints(client, "QueueDepth")
+
+
+def test_a_failing_cloudwatch_never_affects_serving(tmp_path: Path) -> None:
+    client = boto3.client(
+        "cloudwatch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(client)  # no responses queued: every call fails
+    stubber.activate()
+
+    async def scenario() -> None:
+        runtime = Runtime(
+            boto3_client=lambda service, region_name: client,
+            install_signal_handlers=False,
+            exit_process=lambda: None,
+        )
+        async with running_stack(
+            tmp_path, runtime=runtime, cloudwatch_enabled=True,
+            autoscaling_group_name=GROUP, cloudwatch_interval_s=0.05,
+        ) as stack, stack.client() as http:  # fmt: skip
+            async with asyncio.timeout(3):
+                while not stack.gateway.metrics.cloudwatch_errors._value.get():
+                    await asyncio.sleep(0.02)
+            for _ in range(3):
+                response = await http.post("/v1/chat/completions", json=chat_body())
+                assert response.status_code == 200
+            assert (await http.get("/health/ready")).status_code == 200
+
+    asyncio.run(scenario())
