@@ -101,8 +101,10 @@ class ProposedOnAws:
     OngoingRequests per in-service instance, with the group's minimum set by scheduled
     actions that fire up to 2 minutes late."""
 
-    def __init__(self, policy: FleetPolicy, schedule: ScheduledMinimum) -> None:
-        self.name = "proposed-aws"
+    def __init__(
+        self, policy: FleetPolicy, schedule: ScheduledMinimum, name: str = "policy-aws"
+    ) -> None:
+        self.name = name
         self.rules = compile_scaling_rules(policy)
         self.schedule = schedule
         self.state = ReplayState()

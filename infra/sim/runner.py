@@ -73,7 +73,7 @@ def run_configs(
         made += [
             ("ray-serve", lambda: RayServe(policy, exact, simulation.period_s)),
             ("target-tracking", lambda: TargetTracking(policy, late, simulation.period_s)),
-            (POLICY_CONFIG, lambda: _named(ProposedOnAws(policy, late), POLICY_CONFIG)),
+            (POLICY_CONFIG, lambda: ProposedOnAws(policy, late, POLICY_CONFIG)),
         ]
         return made
 
@@ -122,8 +122,3 @@ def run_configs(
 
 def _static(replicas: int) -> Callable[[], Controller]:
     return lambda: Static(replicas)
-
-
-def _named(controller: ProposedOnAws, name: str) -> ProposedOnAws:
-    controller.name = name
-    return controller

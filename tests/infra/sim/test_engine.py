@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import numpy as np
 import pytest
 
 from infra.policy import FLEET_POLICY
-from infra.sim.aws import AwsMechanics, ScheduledMinimum
+from infra.policy.cold_start import BOOT_TIMELINE
+from infra.sim.aws import AwsMechanics, BootTimes, ScheduledMinimum
 from infra.sim.controllers import FleetView, ProposedOnAws, Static
 from infra.sim.engine import simulate
 from infra.sim.replica_model import A10G_VLLM
 from infra.sim.trace import Trace
-from tests.infra.sim.conftest import CraftTrace
+from tests.infra.sim.conftest import NEW_YORK, CraftTrace
 
 MODEL = A10G_VLLM
 MECHANICS = AwsMechanics()
@@ -114,3 +116,23 @@ def test_scale_in_drains_in_flight_requests(crafted: CraftTrace) -> None:
     assert np.all(np.isfinite(result.e2e_s))
     assert result.e2e_s.max() == pytest.approx(601 / MODEL.per_sequence_speed(2))
     assert result.scale_events == [(trace.start_s + 3610, 2, 1)]
+
+
+def test_warm_pool_boots_are_shorter_and_boots_stay_within_the_timeline() -> None:
+    cold = BootTimes(seed=1, warm_pool=False)
+    warm = BootTimes(seed=1, warm_pool=True)
+    cold_draws = [cold.draw() for _ in range(200)]
+    warm_draws = [warm.draw() for _ in range(200)]
+    assert np.mean(warm_draws) < np.mean(cold_draws)
+    typical = sum(phase.typical_s for phase in BOOT_TIMELINE)
+    assert 0.8 * typical <= min(cold_draws) and max(cold_draws) <= cold.worst_s
+
+
+def test_scheduled_minimum_starts_late_by_at_most_two_minutes() -> None:
+    start = dt.datetime(2026, 12, 1, tzinfo=NEW_YORK).timestamp()
+    prewarm = dt.datetime(2026, 12, 1, 8, 50, tzinfo=NEW_YORK).timestamp()
+    for seed in range(5):
+        schedule = ScheduledMinimum(FLEET_POLICY, start, start + 86_400, 120, seed)
+        assert schedule.at(prewarm - 1) == 1
+        assert schedule.at(prewarm + 120) == 2
+        assert prewarm <= schedule.next_change_s(prewarm - 1) <= prewarm + 120
