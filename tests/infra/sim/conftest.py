@@ -1,44 +1,10 @@
-"""Small traces built by hand, for tests that need to know exactly what arrives when."""
+"""Fixtures of the simulator tests."""
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable, Sequence
-
-import numpy as np
 import pytest
 
-from infra.policy import FLEET_POLICY
-from infra.sim.trace import Trace
-
-NEW_YORK = FLEET_POLICY.schedule.zone
-# A Saturday: the schedule's minimum is the off-hours 1 all day.
-SATURDAY = dt.date(2026, 11, 28)
-
-CraftTrace = Callable[..., Trace]
-
-
-def craft_trace(
-    arrivals_after_midnight_s: Sequence[float],
-    prompt_tokens: int = 100,
-    output_tokens: int = 200,
-    date: dt.date = SATURDAY,
-    hours: float = 24.0,
-    bursts_after_midnight_s: Sequence[float] = (),
-) -> Trace:
-    start = dt.datetime.combine(date, dt.time(0), NEW_YORK).timestamp()
-    arrivals = np.sort(np.asarray(arrivals_after_midnight_s, dtype=np.float64)) + start
-    size = arrivals.size
-    return Trace(
-        arrival_s=arrivals,
-        tenant=np.zeros(size, dtype=np.int64),
-        prompt_tokens=np.full(size, prompt_tokens, dtype=np.int64),
-        output_tokens=np.full(size, output_tokens, dtype=np.int64),
-        tenants=("acme",),
-        start_s=start,
-        end_s=start + hours * 3600,
-        burst_starts_s=tuple(start + b for b in bursts_after_midnight_s),
-    )
+from tests.infra.sim.traces import CraftTrace, craft_trace
 
 
 @pytest.fixture

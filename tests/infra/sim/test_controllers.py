@@ -12,7 +12,7 @@ from infra.policy import FLEET_POLICY
 from infra.policy.cold_start import BOOT_TIMELINE
 from infra.sim.engine import RunResult
 from infra.sim.runner import POLICY_CONFIG, Outcome, Simulation, run_configs
-from tests.infra.sim.conftest import craft_trace
+from tests.infra.sim.traces import craft_trace
 
 NOON_S = 12 * 3600.0
 PERIOD_S = 10.0

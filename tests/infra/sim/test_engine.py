@@ -15,7 +15,7 @@ from infra.sim.controllers import FleetView, ProposedOnAws, Static
 from infra.sim.engine import simulate
 from infra.sim.replica_model import A10G_VLLM
 from infra.sim.trace import Trace
-from tests.infra.sim.conftest import NEW_YORK, CraftTrace
+from tests.infra.sim.traces import NEW_YORK, CraftTrace
 
 MODEL = A10G_VLLM
 MECHANICS = AwsMechanics()
