@@ -156,7 +156,9 @@ def _one_day(scenario: Scenario, hours: MarketHours, date: dt.date, seed: int) -
         if trading:
             for _ in range(rng.poisson(scenario.batch_bursts_per_tenant_day)):
                 begins_s = epoch_of(rng.uniform(open_min, close_min - 5))
-                size = max(1, round(scenario.batch_burst_share * volume))
+                size = round(scenario.batch_burst_share * volume)
+                if size == 0:
+                    continue  # too little traffic for a batch job
                 offsets = rng.random(size) * scenario.batch_burst_window_s
                 blocks.append(begins_s + offsets)
                 bursts.append(begins_s)

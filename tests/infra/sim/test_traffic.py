@@ -7,6 +7,7 @@ import datetime as dt
 import numpy as np
 
 from infra.policy import FLEET_POLICY
+from infra.sim.runner import Simulation, run_configs
 from infra.sim.traffic import Scenario, generate
 
 HOURS = FLEET_POLICY.schedule
@@ -59,3 +60,11 @@ def test_dst_day_keeps_the_open_peak_on_the_wall_clock() -> None:
     local = [dt.datetime.fromtimestamp(t, HOURS.zone).hour for t in trace.arrival_s]
     busiest_hour = np.bincount(local).argmax()
     assert busiest_hour in (9, 10)
+
+
+def test_no_traffic_gives_an_empty_trace_that_still_simulates() -> None:
+    trace = generate(Scenario(qpd_per_tenant=0), HOURS, TUESDAY, 1, seed=5)
+    assert len(trace) == 0
+    outcome = run_configs(trace, Simulation(FLEET_POLICY), configs=("static-1", "policy-aws"))
+    assert [r.latency.requests for r in outcome.reports] == [0, 0]
+    assert outcome.report("policy-aws").gpu_hours > 24  # the 2-instance market-hours minimum
