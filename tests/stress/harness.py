@@ -249,6 +249,86 @@ class FakeUpstream(_Process):
         return result
 
 
+VLLM_VENV = REPO / ".venv-vllm"
+TINY_MODEL_DIR = REPO / ".serve" / "model"
+
+
+class VllmServer(_Process):
+    """The real vLLM OpenAI server on the CPU with the tiny local model (local/vllm_server.sh).
+
+    It runs in its own session: vLLM's engine core and worker are child processes, and a
+    crash of the model server means all of them going at once.
+    """
+
+    def __init__(self, log_path: Path, *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        meta = json.loads((TINY_MODEL_DIR / "finsight_model.json").read_text())
+        self.model = str(meta["served_model_name"])
+        argv = [
+            str(REPO / "local" / "vllm_server.sh"),
+            str(TINY_MODEL_DIR),
+            self.model,
+            str(self.port),
+        ]
+        super().__init__(argv, _clean_env({"VLLM_VENV": str(VLLM_VENV)}), log_path)
+
+    @staticmethod
+    def missing() -> str | None:
+        """What is not built yet (make vllm-venv tiny-model builds both)."""
+        if not (VLLM_VENV / ".installed").exists():
+            return f"{VLLM_VENV} is not installed"
+        if not (TINY_MODEL_DIR / "finsight_model.json").exists():
+            return f"no tiny model in {TINY_MODEL_DIR}"
+        return None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def wait_up(self, timeout_s: float = 300.0) -> None:
+        up = wait_until(
+            lambda: not self.alive() or http_get(self.url + "/health")[0] == 200,
+            timeout_s,
+            interval_s=0.5,
+        )
+        if up is None or not self.alive():
+            raise RuntimeError(f"vLLM did not start:\n{self.log()[-4000:]}")
+
+    def _group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signum)
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        self._group(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.proc is None:
+            return
+        if self.alive():
+            self._group(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=timeout_s)
+        # Whatever of the engine is left in the session goes too.
+        self._group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+
 def gateway_env(
     upstream_url: str, tenants_file: Path, **settings: str | float | int | bool
 ) -> dict[str, str]:
