@@ -220,7 +220,9 @@ def simulate(
                 victim.hung_s = failed_at
         samples = []
         for replica in serving:
-            samples.append(replica.area / period_s if replica.state == SERVING else 0.0)
+            # A hung instance publishes nothing: CloudWatch sees no datapoint from it.
+            if replica.state == SERVING:
+                samples.append(replica.area / period_s)
             replica.area = 0.0
         changed = evicted = False
         for replica in list(replicas):
