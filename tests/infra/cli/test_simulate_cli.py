@@ -161,3 +161,18 @@ def test_export_keda_is_valid_yaml_mapping_the_policy(
 def test_export_keda_refuses_a_bad_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert fleet_status(["export", "keda", "--name", "Finsight_VLLM"]) == 2
     assert "must be a Kubernetes name" in capsys.readouterr().err
+
+
+def test_check_fails_a_costlier_policy_and_passes_it_against_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    costly = tmp_path / "costly.toml"
+    costly.write_text("[market_hours]\nmin_replicas = 4\n")
+    window = ["--start", "2026-12-01", "--days", "1"]
+    assert main(["check", "--policy", str(costly), *window]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL cost:" in out
+    assert "over the reference's" in out
+    assert "PASS sla:" in out
+    assert main(["check", "--policy", str(costly), "--against", str(costly), *window]) == 0
+    assert "PASS cost: " in capsys.readouterr().out
