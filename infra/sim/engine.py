@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -73,13 +74,16 @@ class _Replica:
 
 @dataclass
 class Timeline:
-    """One row per processed control tick (skipped idle stretches repeat the last row)."""
+    """One row per processed control tick (skipped idle stretches repeat the last row).
 
-    time_s: list[float] = field(default_factory=list)
-    arrivals: list[int] = field(default_factory=list)
-    ongoing_per_instance: list[float] = field(default_factory=list)
-    desired: list[int] = field(default_factory=list)
-    in_service: list[int] = field(default_factory=list)
+    Typed arrays, not lists: a year of ticks for every config stays in tens of megabytes.
+    """
+
+    time_s: array[float] = field(default_factory=lambda: array("d"))
+    arrivals: array[int] = field(default_factory=lambda: array("l"))
+    ongoing_per_instance: array[float] = field(default_factory=lambda: array("d"))
+    desired: array[int] = field(default_factory=lambda: array("l"))
+    in_service: array[int] = field(default_factory=lambda: array("l"))
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,7 +22,7 @@ COMPARED = ("target-tracking", "clairvoyant")  # drawn lighter, for reference
 COLOURS = {POLICY_CONFIG: "tab:blue", "target-tracking": "tab:orange", "clairvoyant": "tab:green"}
 
 
-def _times(seconds: np.ndarray | list[float], zone: ZoneInfo) -> list[dt.datetime]:
+def _times(seconds: Iterable[float], zone: ZoneInfo) -> list[dt.datetime]:
     return [dt.datetime.fromtimestamp(float(s), zone) for s in seconds]
 
 
