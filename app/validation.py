@@ -46,6 +46,8 @@ def validate_generation(
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise _invalid(f"Request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise _invalid("Request body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise _invalid("Request body must be a JSON object.")
 

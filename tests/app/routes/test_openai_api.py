@@ -99,6 +99,7 @@ def test_missing_or_wrong_key_is_401_in_openai_shape(tmp_path: Path) -> None:
         (json.dumps({"model": MODEL, "messages": "hi"}).encode(), 400, "'messages'"),
         (json.dumps({"model": MODEL, "messages": ["hi"]}).encode(), 400, "'messages'"),
         (b"\xff\xfe", 400, "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
     ],
 )
 def test_bad_input_is_a_4xx_naming_the_problem_and_nothing_goes_upstream(
