@@ -9,14 +9,15 @@ which makes vLLM abort the generation).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.admission import Ticket
@@ -41,19 +42,55 @@ class ClientGone(Exception):
     """The client disconnected while we waited on the upstream."""
 
 
-class _ProxiedStream(StreamingResponse):
-    """A streaming response that runs its clean-up even if it is never iterated."""
+class _ProxiedStream(Response):
+    """Relays an SSE stream; its clean-up runs however the exchange ends.
 
-    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
-        super().__init__(content, media_type="text/event-stream")
-        self.headers["Cache-Control"] = "no-cache"
-        self.headers["X-Accel-Buffering"] = "no"
+    Written against ASGI directly rather than as a StreamingResponse: one asyncio task
+    watches for the client leaving (and cancels the relay, which closes the upstream
+    connection), where Starlette's version spins up an anyio task group per stream, a
+    measurable share of the gateway's CPU per streamed request.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncGenerator[bytes, None], on_close: Callable[[], None]) -> None:
+        # No Response.__init__: it would add the Content-Length of an empty body.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        self._content = content
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            task.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in self._content:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            task.uncancel()
         finally:
+            watcher.cancel()
+            with contextlib.suppress(Exception):
+                await self._content.aclose()
             self._on_close()
 
 
@@ -226,7 +263,7 @@ class Proxy:
         ttft = self._metrics.ttft.labels(route)
         latency = self._metrics.latency.labels(route, "true")
 
-        async def relay() -> AsyncIterator[bytes]:
+        async def relay() -> AsyncGenerator[bytes, None]:
             first = True
             try:
                 async for chunk in upstream.chunks():

@@ -151,8 +151,14 @@ class UpstreamResponse:
     async def chunks(self) -> AsyncIterator[bytes]:
         connection = self._connection
         while True:
-            while connection.chunks:
+            # Whatever has already arrived goes out in one piece: nothing is held back,
+            # and a client that fell behind catches up with one write instead of many.
+            if len(connection.chunks) == 1:
                 yield connection.chunks.popleft()
+            elif connection.chunks:
+                pending = b"".join(connection.chunks)
+                connection.chunks.clear()
+                yield pending
             if connection.complete:
                 return
             if connection.error is not None:
