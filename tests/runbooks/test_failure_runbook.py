@@ -69,7 +69,7 @@ def alarm_entries(text: str) -> dict[str, str]:
 
 def deployed_alarms() -> set[str]:
     """Every alarm in every synthesized stack, without the `<fleet>-` prefix."""
-    names = set()
+    names: set[str] = set()
     for stack_name, stack in synthesized_stacks().items():
         for alarm in resources(stack, "aws_cloudwatch_metric_alarm").values():
             full = alarm["alarm_name"]
@@ -79,7 +79,7 @@ def deployed_alarms() -> set[str]:
 
 
 def dashboard_titles() -> set[str]:
-    titles = set()
+    titles: set[str] = set()
     for stack in synthesized_stacks().values():
         for dashboard in resources(stack, "aws_cloudwatch_dashboard").values():
             body = json.loads(dashboard["dashboard_body"])
