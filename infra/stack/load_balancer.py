@@ -259,14 +259,15 @@ class LoadBalancer(Construct):
                 S3BucketLifecycleConfigurationRule(
                     id="expire",
                     status="Enabled",
-                    filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
+                    filter=[
+                        S3BucketLifecycleConfigurationRuleFilter(prefix=f"{ACCESS_LOG_PREFIX}/")
+                    ],
                     expiration=[S3BucketLifecycleConfigurationRuleExpiration(days=ACCESS_LOG_DAYS)],
                     noncurrent_version_expiration=[
                         S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
                             noncurrent_days=7
                         )
                     ],
-                    abort_incomplete_multipart_upload=[{"days_after_initiation": 1}],
                 )
             ],
         )

@@ -20,6 +20,7 @@ from infra.policy.aws_rules import GROUP_DIMENSION, ScalingRule, ScalingRules
 
 @dataclass(frozen=True)
 class ScalingProps:
+    name: str
     autoscaling_group_name: str
     namespace: str
     rules: ScalingRules
@@ -44,7 +45,7 @@ class Scaling(Construct):
         policy = AutoscalingPolicy(
             self,
             f"{id_}-policy",
-            name=f"{props.autoscaling_group_name}-{id_}",
+            name=f"{props.name}-{id_}",
             autoscaling_group_name=props.autoscaling_group_name,
             policy_type="StepScaling",
             adjustment_type=rule.policy.adjustment_type.value,

@@ -148,11 +148,12 @@ def load_settings(environment: str, **overrides: object) -> StackSettings:
         return classes[environment](**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or _field_in(first["msg"])
-        raise PolicyError(f"{environment}.{field}", first["msg"]) from None
+        message = first["msg"].removeprefix("Value error, ")
+        field = ".".join(str(part) for part in first["loc"]) or _field_in(message)
+        raise PolicyError(f"{environment}.{field}", message) from None
 
 
 def _field_in(message: str) -> str:
-    """Cross-field checks name their field at the start of the message."""
-    match = re.search(r"([a-z_]+)(?: / [a-z_]+)?(?: must|:)", message)
-    return match.group(1) if match else "settings"
+    """Cross-field checks start their message with the field they refuse."""
+    match = re.match(r"[a-z_]+", message)
+    return match.group(0) if match else "settings"

@@ -29,8 +29,6 @@ from infra.stack.settings import StackSettings
 
 # The same JSON must init offline against the mirrored 5.100 and deploy with 6.x.
 AWS_PROVIDER_VERSION = ">= 5.100.0, < 7.0.0"
-# S3-native state locking (use_lockfile) arrived in Terraform 1.10.
-TERRAFORM_VERSION = ">= 1.10.0"
 # What the CloudWatch agent baked into the image publishes GPU metrics under (ami/cloudwatch).
 AGENT_NAMESPACE = "FinSight/Serving"
 
@@ -63,7 +61,6 @@ class FleetStack(TerraformStack):
         self.settings, self.policy = settings, policy
         self.rules = compile_scaling_rules(policy)
         self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
-        self.add_override("terraform.required_version", TERRAFORM_VERSION)
         AwsProvider(
             self,
             "aws",
@@ -167,6 +164,7 @@ class FleetStack(TerraformStack):
             self,
             "scaling",
             ScalingProps(
+                name=name,
                 autoscaling_group_name=self.autoscaling_group_name,
                 namespace=settings.cloudwatch_namespace,
                 rules=self.rules,

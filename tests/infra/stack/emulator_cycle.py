@@ -1,0 +1,261 @@
+"""One deploy cycle of a synthesized stack against moto_server, run inside `unshare -n`.
+
+    python emulator_cycle.py STACK_DIR REPORT_JSON
+
+Brings loopback up, starts moto_server on 127.0.0.1, imports a self-signed certificate
+into its ACM and publishes the image id to its SSM, writes `emulator_override.tf.json`
+beside the untouched `cdk.tf.json`, runs terraform init/plan/apply, reads back what AWS
+now holds with boto3 into REPORT_JSON, and destroys. The test asserts on the report.
+Nothing here can reach beyond 127.0.0.1: the network namespace has only loopback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+REGION = "us-east-1"
+IMAGE_PARAMETER = "/finsight/ami/latest"
+# Services the stack calls; every one goes to the emulator.
+ENDPOINT_SERVICES = (
+    "acm",
+    "autoscaling",
+    "cloudwatch",
+    "ec2",
+    "elbv2",
+    "events",
+    "iam",
+    "lambda",
+    "logs",
+    "s3",
+    "scheduler",
+    "secretsmanager",
+    "kms",
+    "sns",
+    "sqs",
+    "ssm",
+    "sts",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(port: int, deadline_s: float = 60) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"moto_server did not listen on {port}")
+
+
+def self_signed_certificate() -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api.finsight.test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("api.finsight.test")]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def override(stack: dict[str, Any], endpoint: str, certificate_arn: str) -> dict[str, Any]:
+    """Test provider and local state; the only resource changes make teardown possible."""
+    resources: dict[str, Any] = {}
+    for name in stack["resource"].get("aws_lb", {}):
+        resources.setdefault("aws_lb", {})[name] = {"enable_deletion_protection": False}
+    for name, listener in stack["resource"].get("aws_lb_listener", {}).items():
+        if listener.get("protocol") == "HTTPS":
+            resources.setdefault("aws_lb_listener", {})[name] = {"certificate_arn": certificate_arn}
+    for name in stack["resource"].get("aws_s3_bucket", {}):
+        resources.setdefault("aws_s3_bucket", {})[name] = {"force_destroy": True}
+    return {
+        "terraform": {"backend": {"local": {"path": "terraform.tfstate"}}},
+        "provider": {
+            "aws": [
+                {
+                    "region": REGION,
+                    "access_key": "test",
+                    "secret_key": "test",
+                    "skip_credentials_validation": True,
+                    "skip_metadata_api_check": True,
+                    "skip_region_validation": True,
+                    "s3_use_path_style": True,
+                    "endpoints": [dict.fromkeys(ENDPOINT_SERVICES, endpoint)],
+                }
+            ]
+        },
+        "resource": resources,
+    }
+
+
+def terraform(workdir: Path, command: str, *args: str, timeout: float = 600) -> float:
+    began = time.monotonic()
+    subprocess.run(
+        ["terraform", command, "-no-color", "-input=false", *args],
+        cwd=workdir,
+        check=True,
+        timeout=timeout,
+    )
+    return time.monotonic() - began
+
+
+def observe(session: boto3.Session, endpoint: str, stack: dict[str, Any]) -> dict[str, Any]:
+    def client(name: str) -> Any:
+        return session.client(name, endpoint_url=endpoint)  # type: ignore[call-overload]
+
+    autoscaling, cloudwatch, elbv2 = client("autoscaling"), client("cloudwatch"), client("elbv2")
+    groups = autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+    names = [group["AutoScalingGroupName"] for group in groups]
+    policies = autoscaling.describe_policies()["ScalingPolicies"]
+    actions = autoscaling.describe_scheduled_actions()["ScheduledUpdateGroupActions"]
+    hooks = [
+        hook
+        for name in names
+        for hook in autoscaling.describe_lifecycle_hooks(AutoScalingGroupName=name)[
+            "LifecycleHooks"
+        ]
+    ]
+    alarms = cloudwatch.describe_alarms()["MetricAlarms"]
+    target_groups = elbv2.describe_target_groups()["TargetGroups"]
+    listeners = [
+        listener
+        for balancer in elbv2.describe_load_balancers()["LoadBalancers"]
+        for listener in elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])[
+            "Listeners"
+        ]
+    ]
+    rules = [
+        rule
+        for listener in listeners
+        for rule in elbv2.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]
+    ]
+    dashboards = client("cloudwatch").list_dashboards()["DashboardEntries"]
+    functions = client("lambda").list_functions()["Functions"]
+    return json.loads(
+        json.dumps(
+            {
+                "groups": groups,
+                "policies": policies,
+                "scheduled_actions": actions,
+                "lifecycle_hooks": hooks,
+                "alarms": alarms,
+                "target_groups": target_groups,
+                "listeners": listeners,
+                "rules": rules,
+                "dashboards": dashboards,
+                "functions": functions,
+                "topics": client("sns").list_topics()["Topics"],
+            },
+            default=str,
+        )
+    )
+
+
+def main(stack_dir: Path, report_path: Path) -> int:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    workdir = report_path.parent / "emulator-stack"
+    shutil.rmtree(workdir, ignore_errors=True)
+    shutil.copytree(stack_dir, workdir)
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+    moto_bin = Path(sys.executable).with_name("moto_server")
+    server = subprocess.Popen(
+        [str(moto_bin), "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    report: dict[str, Any] = {}
+    try:
+        wait_for(port)
+        session = boto3.Session(
+            aws_access_key_id="test", aws_secret_access_key="test", region_name=REGION
+        )
+        certificate, key = self_signed_certificate()
+        certificate_arn = session.client("acm", endpoint_url=endpoint).import_certificate(
+            Certificate=certificate, PrivateKey=key
+        )["CertificateArn"]
+        image_id = session.client("ec2", endpoint_url=endpoint).describe_images()["Images"][0][
+            "ImageId"
+        ]
+        # What the image build's publish step does after baking an AMI.
+        session.client("ssm", endpoint_url=endpoint).put_parameter(
+            Name=IMAGE_PARAMETER, Value=image_id, Type="String", DataType="aws:ec2:image"
+        )
+        stack = json.loads((workdir / "cdk.tf.json").read_text())
+        (workdir / "emulator_override.tf.json").write_text(
+            json.dumps(override(stack, endpoint, certificate_arn), indent=1)
+        )
+        report["init_s"] = terraform(workdir, "init")
+        report["plan_s"] = terraform(workdir, "plan", "-out=plan.bin")
+        report["apply_s"] = terraform(workdir, "apply", "-auto-approve", "plan.bin")
+        state = json.loads(
+            subprocess.run(
+                ["terraform", "show", "-json"],
+                cwd=workdir,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        report["state_resources"] = len(
+            [
+                r
+                for r in state["values"]["root_module"].get("resources", [])
+                if r["mode"] == "managed"
+            ]
+        )
+        report["observed"] = observe(session, endpoint, stack)
+        report["destroy_s"] = terraform(workdir, "destroy", "-auto-approve")
+        report["after_destroy_groups"] = len(
+            session.client("autoscaling", endpoint_url=endpoint).describe_auto_scaling_groups()[
+                "AutoScalingGroups"
+            ]
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        report_path.write_text(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -1,0 +1,108 @@
+"""The dev stack applied for real against moto_server in a private network namespace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.policy import FLEET_POLICY, cold_start
+from infra.stack.observability import ALARMS, alarm_name
+
+from .conftest import REPO, Synth
+from .test_terraform import terraform_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CYCLE = Path(__file__).with_name("emulator_cycle.py")
+# Measured about 180 s for init, plan, apply and destroy of the dev stack on 2 cores.
+HARD_TIMEOUT_S = 900
+
+
+@pytest.fixture(scope="module")
+def report(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("emulator") / "report.json"
+    result = subprocess.run(
+        ["unshare", "-n", "--", sys.executable, str(CYCLE), str(synth.stack_dir("dev")), str(out)],
+        env={**terraform_env(), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=HARD_TIMEOUT_S,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    loaded: dict[str, Any] = json.loads(out.read_text())
+    print(
+        "emulator: "
+        f"{loaded['state_resources']} resources, apply {loaded['apply_s']:.0f} s, "
+        f"destroy {loaded['destroy_s']:.0f} s"
+    )
+    return loaded
+
+
+def test_every_resource_was_created_and_destroyed(report: dict[str, Any], synth: Synth) -> None:
+    synthesized = synth.json("dev")["resource"]
+    assert report["state_resources"] == sum(len(v) for v in synthesized.values())
+    assert report["after_destroy_groups"] == 0
+
+
+def test_group_sizes_and_health_checks(report: dict[str, Any]) -> None:
+    [group] = report["observed"]["groups"]
+    assert (group["MinSize"], group["MaxSize"]) == (1, FLEET_POLICY.max_replicas)
+    assert group["HealthCheckType"] == "ELB"
+    assert group["HealthCheckGracePeriod"] == cold_start.health_check_grace_period_s()
+    [target_group] = report["observed"]["target_groups"]
+    assert group["TargetGroupARNs"] == [target_group["TargetGroupArn"]]
+    assert target_group["HealthCheckPath"] == "/health/ready"
+    assert target_group["HealthCheckTimeoutSeconds"] == 10
+    assert target_group["UnhealthyThresholdCount"] == 2
+    [hook] = report["observed"]["lifecycle_hooks"]
+    assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+
+
+def test_scheduled_actions_keep_their_time_zone(report: dict[str, Any]) -> None:
+    actions = {
+        a["ScheduledActionName"]: a
+        for a in report["observed"]["scheduled_actions"]
+        if a["ScheduledActionName"].startswith("market-hours-")
+    }
+    assert actions["market-hours-prewarm"]["Recurrence"] == "50 8 * * 1,2,3,4,5"
+    assert actions["market-hours-prewarm"]["MinSize"] == 2
+    assert actions["market-hours-close"]["MinSize"] == 1
+    assert {a["TimeZone"] for a in actions.values()} == {"America/New_York"}
+
+
+def test_alarms_have_their_periods_and_real_actions(report: dict[str, Any]) -> None:
+    alarms = {a["AlarmName"]: a for a in report["observed"]["alarms"]}
+    for alarm in ALARMS:
+        assert alarm_name("finsight-serving-dev", alarm) in alarms, alarm
+    out = alarms["finsight-serving-dev-ongoing-requests-high"]
+    assert (out["Period"], out["EvaluationPeriods"]) == (10, 3)
+    scale_in = alarms["finsight-serving-dev-ongoing-requests-low"]
+    assert (scale_in["Period"], scale_in["EvaluationPeriods"]) == (10, 30)
+    policies = {p["PolicyARN"]: p for p in report["observed"]["policies"]}
+    assert out["AlarmActions"][0] in policies
+    assert policies[out["AlarmActions"][0]]["PolicyType"] == "StepScaling"
+    topics = {t["TopicArn"] for t in report["observed"]["topics"]}
+    assert alarms["finsight-serving-dev-no-healthy-hosts"]["AlarmActions"][0] in topics
+
+
+def test_listener_routes_only_the_api_and_the_dashboard_exists(report: dict[str, Any]) -> None:
+    patterns = [
+        value
+        for rule in report["observed"]["rules"]
+        for condition in rule.get("Conditions", [])
+        for value in condition.get("Values", [])
+        + condition.get("PathPatternConfig", {}).get("Values", [])
+    ]
+    assert set(patterns) == {"/v1/*"}
+    assert [d["DashboardName"] for d in report["observed"]["dashboards"]] == [
+        "finsight-serving-dev"
+    ]
+
+
+def test_calendar_function_is_deployed(report: dict[str, Any]) -> None:
+    names = [f["FunctionName"] for f in report["observed"]["functions"]]
+    assert any("calendar" in name for name in names), names

@@ -1,0 +1,387 @@
+"""The synthesized JSON of both stacks: properties, and references between resources."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from typing import Any
+
+import pytest
+
+from infra.policy import FLEET_POLICY, cold_start, effective_schedule
+from infra.policy.aws_rules import compile_scaling_rules
+from infra.stack.fleet import GATEWAY_ENV_PATH, VLLM_ENV_PATH
+from infra.stack.observability import ALARMS, PAGING_ALARMS, SCALING_ALARMS, alarm_name
+from infra.stack.settings import load_settings
+from infra.stack.stack import AWS_PROVIDER_VERSION
+
+from .conftest import Synth
+
+Stack = dict[str, Any]
+RULES = compile_scaling_rules(FLEET_POLICY)
+REFERENCE = re.compile(r"^\$\{(aws_[a-z0-9_]+)\.([\w-]+)\.([a-z_]+)\}$")
+
+
+def resources(stack: Stack, kind: str) -> dict[str, Any]:
+    found: dict[str, Any] = stack["resource"].get(kind, {})
+    return found
+
+
+def one(stack: Stack, kind: str, id_contains: str = "") -> tuple[str, dict[str, Any]]:
+    matches = [(name, body) for name, body in resources(stack, kind).items() if id_contains in name]
+    assert len(matches) == 1, f"{kind} matching {id_contains!r}: {[n for n, _ in matches]}"
+    return matches[0]
+
+
+def ref(kind: str, name: str, attribute: str) -> str:
+    return f"${{{kind}.{name}.{attribute}}}"
+
+
+def referenced(stack: Stack, token: str) -> tuple[str, dict[str, Any]]:
+    """The resource a `${kind.name.attr}` string points at (it must exist)."""
+    match = REFERENCE.match(token)
+    assert match, f"not a reference: {token}"
+    kind, name, _ = match.groups()
+    assert name in resources(stack, kind), f"dangling reference {token}"
+    return kind, resources(stack, kind)[name]
+
+
+def fleet_alarms(stack: Stack) -> dict[str, dict[str, Any]]:
+    """This stack's own alarms by name (the calendar function brings its own)."""
+    prefix = f"finsight-serving-{stack_environment(stack)}-"
+    return {
+        body["alarm_name"]: body
+        for body in resources(stack, "aws_cloudwatch_metric_alarm").values()
+        if body["alarm_name"].removeprefix(prefix) in ALARMS
+    }
+
+
+def stack_environment(stack: Stack) -> str:
+    tags = stack["provider"]["aws"][0]["default_tags"][0]["tags"]
+    environment: str = tags["Environment"]
+    return environment
+
+
+@pytest.fixture(params=["dev", "prod"])
+def stack(request: pytest.FixtureRequest, synth: Synth) -> Stack:
+    return synth.json(request.param)
+
+
+def test_provider_constraint_works_offline_and_with_6x(stack: Stack) -> None:
+    assert stack["terraform"]["required_providers"]["aws"]["version"] == AWS_PROVIDER_VERSION
+
+
+def test_state_is_local_in_dev_and_locked_s3_in_prod(dev: Stack, prod: Stack) -> None:
+    local = dev["terraform"]["backend"]["local"]["path"]
+    assert not local.startswith("/")
+    s3 = prod["terraform"]["backend"]["s3"]
+    assert s3["use_lockfile"] is True and s3["encrypt"] is True
+    assert s3["key"].startswith("prod/")
+
+
+def test_subnets_span_two_zones_and_never_give_public_addresses(stack: Stack) -> None:
+    subnets = resources(stack, "aws_subnet").values()
+    assert {s["availability_zone"] for s in subnets} == {"us-east-1a", "us-east-1b"}
+    assert all(s["map_public_ip_on_launch"] is False for s in subnets)
+    _, group = one(stack, "aws_autoscaling_group")
+    private = [referenced(stack, token)[1] for token in group["vpc_zone_identifier"]]
+    assert {s["availability_zone"] for s in private} == {"us-east-1a", "us-east-1b"}
+    assert all("private" in s["tags"]["Name"] for s in private)
+    # egress: NAT for the small API traffic, the free gateway endpoint for the model bytes
+    _, endpoint = one(stack, "aws_vpc_endpoint")
+    assert endpoint["vpc_endpoint_type"] == "Gateway" and endpoint["service_name"].endswith(".s3")
+    assert len(resources(stack, "aws_nat_gateway")) == 1
+
+
+def test_the_group_serves_the_target_group_the_listener_forwards_to(stack: Stack) -> None:
+    _, group = one(stack, "aws_autoscaling_group")
+    [target_group_token] = group["target_group_arns"]
+    _, rule = one(stack, "aws_lb_listener_rule")
+    [action] = rule["action"]
+    assert action["type"] == "forward"
+    assert action["target_group_arn"] == target_group_token
+    kind, listener = referenced(stack, rule["listener_arn"])
+    assert kind == "aws_lb_listener" and listener["protocol"] == "HTTPS"
+
+
+def test_only_the_api_is_routed_health_and_metrics_stay_private(stack: Stack) -> None:
+    rules = list(resources(stack, "aws_lb_listener_rule").values())
+    patterns = [
+        value
+        for rule in rules
+        for condition in rule["condition"]
+        for value in condition["path_pattern"]["values"]
+    ]
+    assert patterns == ["/v1/*"]
+    text = json.dumps(rules)
+    assert "/metrics" not in text and "/health" not in text
+    https = [b for b in resources(stack, "aws_lb_listener").values() if b["protocol"] == "HTTPS"]
+    [default] = https[0]["default_action"]
+    assert default["type"] == "fixed-response" and default["fixed_response"]["status_code"] == "404"
+
+
+def test_https_only_with_tls12_and_http_redirected(stack: Stack) -> None:
+    listeners = {b["port"]: b for b in resources(stack, "aws_lb_listener").values()}
+    assert listeners[443]["ssl_policy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert listeners[443]["certificate_arn"].startswith("arn:aws:acm:us-east-1:")
+    [redirect] = listeners[80]["default_action"]
+    assert redirect["redirect"] == {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}
+
+
+def test_load_balancer_drops_bad_headers_logs_encrypted_and_outlives_long_streams(
+    stack: Stack,
+) -> None:
+    settings = load_settings(stack_environment(stack))
+    _, balancer = one(stack, "aws_lb")
+    assert balancer["drop_invalid_header_fields"] is True
+    assert balancer["idle_timeout"] == settings.longest_request_s
+    kind, _ = referenced(stack, balancer["access_logs"]["bucket"].replace(".bucket}", ".id}"))
+    assert kind == "aws_s3_bucket"
+    _, encryption = one(stack, "aws_s3_bucket_server_side_encryption_configuration")
+    rule = encryption["rule"][0]["apply_server_side_encryption_by_default"]
+    assert rule["sse_algorithm"] == "AES256"
+    _, block = one(stack, "aws_s3_bucket_public_access_block")
+    assert all(block[key] is True for key in ("block_public_acls", "restrict_public_buckets"))
+
+
+def test_target_group_probes_readiness_like_the_seed(stack: Stack) -> None:
+    settings = load_settings(stack_environment(stack))
+    _, target_group = one(stack, "aws_lb_target_group")
+    assert target_group["port"] == 8000
+    assert target_group["load_balancing_algorithm_type"] == "least_outstanding_requests"
+    assert target_group["deregistration_delay"] == str(settings.longest_request_s)
+    check = target_group["health_check"]
+    assert (check["path"], check["timeout"], check["unhealthy_threshold"]) == (
+        "/health/ready",
+        10,
+        2,
+    )
+    assert check["interval"] > check["timeout"]
+
+
+def test_group_size_grace_and_warmup_come_from_the_policy_and_cold_start(stack: Stack) -> None:
+    _, group = one(stack, "aws_autoscaling_group")
+    assert (group["min_size"], group["max_size"]) == (
+        FLEET_POLICY.default.min_replicas,
+        FLEET_POLICY.max_replicas,
+    )
+    assert "desired_capacity" not in group
+    assert group["health_check_type"] == "ELB"
+    assert group["health_check_grace_period"] == cold_start.health_check_grace_period_s()
+    assert group["default_instance_warmup"] == cold_start.instance_warmup_s()
+    assert group["instance_refresh"]["preferences"]["min_healthy_percentage"] == 100
+    assert "GroupInServiceInstances" in group["enabled_metrics"]
+    settings = load_settings(stack_environment(stack))
+    [hook] = group["initial_lifecycle_hook"]
+    assert hook["lifecycle_transition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert hook["heartbeat_timeout"] > settings.drain_deadline_s
+    assert ("warm_pool" in group) is settings.warm_pool
+    if settings.warm_pool:
+        assert group["warm_pool"]["pool_state"] == "Stopped"
+
+
+def test_launch_template_requires_imdsv2_and_encrypts_the_root_volume(stack: Stack) -> None:
+    _, template = one(stack, "aws_launch_template")
+    assert template["metadata_options"]["http_tokens"] == "required"
+    assert template["metadata_options"]["http_put_response_hop_limit"] == 1
+    [disk] = template["block_device_mappings"]
+    assert disk["ebs"]["encrypted"] == "true" and disk["ebs"]["volume_type"] == "gp3"
+    _, group = one(stack, "aws_autoscaling_group")
+    assert group["launch_template"]["id"] == ref(
+        "aws_launch_template", one(stack, "aws_launch_template")[0], "id"
+    )
+
+
+def test_user_data_writes_the_gateway_contract_and_no_secret(stack: Stack) -> None:
+    settings = load_settings(stack_environment(stack))
+    _, template = one(stack, "aws_launch_template")
+    user_data = base64.b64decode(template["user_data"]).decode()
+    assert user_data.startswith("#cloud-config\n")
+    files = {
+        f["path"]: f["content"] for f in json.loads(user_data.split("\n", 1)[1])["write_files"]
+    }
+    gateway = dict(line.split("=", 1) for line in files[GATEWAY_ENV_PATH].splitlines())
+    _, group = one(stack, "aws_autoscaling_group")
+    assert gateway == {
+        "GATEWAY_UPSTREAM_URL": "http://127.0.0.1:8001",
+        "GATEWAY_TENANTS_SECRET_ID": settings.tenants_secret_arn,
+        "GATEWAY_CLOUDWATCH_NAMESPACE": settings.cloudwatch_namespace,
+        "GATEWAY_AUTOSCALING_GROUP_NAME": group["name"],
+        "GATEWAY_LIFECYCLE_HOOK_NAME": group["initial_lifecycle_hook"][0]["name"],
+        "GATEWAY_AWS_REGION": settings.region,
+        "GATEWAY_DRAIN_DEADLINE_S": str(settings.drain_deadline_s),
+    }
+    assert files[VLLM_ENV_PATH] == f"VLLM_MODEL_LOCATION={settings.model_location}\n"
+    assert not re.search(r"(?i)(password|api[_-]?key|secret_access|token)=", user_data)
+
+
+def test_instance_role_is_least_privilege(stack: Stack) -> None:
+    settings = load_settings(stack_environment(stack))
+    fleet_policies = [
+        body for name, body in resources(stack, "aws_iam_role_policy").items() if "fleet" in name
+    ]
+    [policy] = fleet_policies
+    statements = {s["Sid"]: s for s in json.loads(policy["policy"])["Statement"]}
+    for statement in statements.values():
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        assert all("*" not in action for action in actions)
+    metrics = statements["PublishOwnMetrics"]
+    assert (
+        settings.cloudwatch_namespace
+        in metrics["Condition"]["StringEquals"]["cloudwatch:namespace"]
+    )
+    assert statements["ReadTenants"]["Resource"] == settings.tenants_secret_arn
+    _, group = one(stack, "aws_autoscaling_group")
+    assert statements["CompleteOwnDrain"]["Resource"].endswith(
+        f"autoScalingGroupName/{group['name']}"
+    )
+    assert statements["ReadModel"]["Resource"] == (
+        f"arn:aws:s3:::{settings.model_bucket}/{settings.model_prefix}*"
+    )
+
+
+def test_alarm_names_are_the_listed_ones(stack: Stack) -> None:
+    name = f"finsight-serving-{stack_environment(stack)}"
+    assert set(fleet_alarms(stack)) == {alarm_name(name, alarm) for alarm in ALARMS}
+    assert len(set(ALARMS)) == len(ALARMS)
+
+
+def test_every_alarm_action_is_a_real_policy_or_topic(stack: Stack) -> None:
+    alarms = resources(stack, "aws_cloudwatch_metric_alarm").values()
+    for alarm in alarms:
+        actions = alarm.get("alarm_actions", []) + alarm.get("ok_actions", [])
+        assert actions, alarm["alarm_name"]
+        for action in actions:
+            kind, _ = referenced(stack, action)
+            assert kind in ("aws_autoscaling_policy", "aws_sns_topic"), alarm["alarm_name"]
+    name = f"finsight-serving-{stack_environment(stack)}"
+    by_name = fleet_alarms(stack)
+    for alarm in SCALING_ALARMS:
+        [action] = by_name[alarm_name(name, alarm)]["alarm_actions"]
+        assert referenced(stack, action)[0] == "aws_autoscaling_policy"
+    for alarm in PAGING_ALARMS:
+        [action] = by_name[alarm_name(name, alarm)]["alarm_actions"]
+        assert referenced(stack, action)[0] == "aws_sns_topic"
+
+
+def test_scaling_alarms_and_steps_are_the_compiled_rules(stack: Stack) -> None:
+    name = f"finsight-serving-{stack_environment(stack)}"
+    alarms = fleet_alarms(stack)
+    policies = {b["name"]: b for b in resources(stack, "aws_autoscaling_policy").values()}
+    for alarm, rule, suffix in (
+        (SCALING_ALARMS[0], RULES.scale_out, "scale-out"),
+        (SCALING_ALARMS[1], RULES.scale_in, "scale-in"),
+    ):
+        body = alarms[alarm_name(name, alarm)]
+        assert body["metric_name"] == "OngoingRequests" and body["statistic"] == "Average"
+        assert body["period"] == FLEET_POLICY.default.metric_period_s == 10
+        assert body["evaluation_periods"] * body["period"] == rule.alarm.window_s
+        assert body["threshold"] == rule.alarm.threshold
+        assert body["comparison_operator"] == rule.alarm.comparison.value
+        assert body["treat_missing_data"] == "notBreaching"
+        assert body["dimensions"] == {"AutoScalingGroupName": ref_name(stack)}
+        policy = policies[f"{name}-{suffix}"]
+        assert policy["adjustment_type"] == "PercentChangeInCapacity"
+        assert policy["min_adjustment_magnitude"] == 1
+        assert policy["estimated_instance_warmup"] == cold_start.instance_warmup_s()
+        steps = [
+            (
+                step.get("metric_interval_lower_bound"),
+                step.get("metric_interval_upper_bound"),
+                step["scaling_adjustment"],
+            )
+            for step in policy["step_adjustment"]
+        ]
+        assert steps == [
+            (
+                None if s.lower_bound is None else str(s.lower_bound),
+                None if s.upper_bound is None else str(s.upper_bound),
+                s.scaling_adjustment,
+            )
+            for s in rule.policy.steps
+        ]
+    assert FLEET_POLICY.default.upscale_delay_s == 30
+    out = alarms[alarm_name(name, SCALING_ALARMS[0])]
+    assert out["evaluation_periods"] == out["datapoints_to_alarm"] == 3
+
+
+def ref_name(stack: Stack) -> str:
+    return ref("aws_autoscaling_group", one(stack, "aws_autoscaling_group")[0], "name")
+
+
+def test_a_silent_publisher_pages_instead_of_scaling(stack: Stack) -> None:
+    name = f"finsight-serving-{stack_environment(stack)}"
+    heartbeat = fleet_alarms(stack)[alarm_name(name, "scaling-metric-missing")]
+    assert heartbeat["statistic"] == "SampleCount"
+    assert heartbeat["treat_missing_data"] == "breaching"
+
+
+def test_scheduled_actions_come_from_the_policy_schedule(stack: Stack) -> None:
+    actions = {
+        b["scheduled_action_name"]: b for b in resources(stack, "aws_autoscaling_schedule").values()
+    }
+    recurring = {n: a for n, a in actions.items() if n.startswith("market-hours-")}
+    assert set(recurring) == {"market-hours-prewarm", "market-hours-close"}
+    for action in recurring.values():
+        assert action["time_zone"] == FLEET_POLICY.schedule.time_zone == "America/New_York"
+        assert action["autoscaling_group_name"] == ref_name(stack)
+        assert action["max_size"] == -1 and action["desired_capacity"] == -1
+    # An ordinary week (no holiday, no early close): the effective schedule's changes are
+    # exactly the cron's firings, with the same minimum.
+    week = effective_schedule(FLEET_POLICY, dt.date(2026, 12, 7), 7)
+    by_minimum = {a["min_size"]: a["recurrence"] for a in recurring.values()}
+    assert set(by_minimum) == {change.min_replicas for change in week}
+    for change in week:
+        minute, hour, _, _, days = by_minimum[change.min_replicas].split()
+        local = change.local_time
+        assert (int(minute), int(hour)) == (local.minute, local.hour)
+        assert str((local.weekday() + 1) % 7) in days.split(",")
+    assert len(week) == 2 * len(FLEET_POLICY.schedule.weekdays)
+    assert recurring["market-hours-prewarm"]["recurrence"] == "50 8 * * 1,2,3,4,5"
+    assert recurring["market-hours-close"]["recurrence"] == "0 16 * * 1,2,3,4,5"
+
+
+def test_dashboard_tells_the_scaling_story(stack: Stack) -> None:
+    _, dashboard = one(stack, "aws_cloudwatch_dashboard")
+    body = json.loads(dashboard["dashboard_body"])
+    text = json.dumps(body)
+    for needle in (
+        "OngoingRequests",
+        "QueueDepth",
+        "GroupDesiredCapacity",
+        "GroupInServiceInstances",
+        "GroupMinSize",
+        "GroupMaxSize",
+        "RequestCount",
+        '"p50"',
+        '"p99"',
+        "HTTPCode_Target_5XX_Count",
+        "HTTPCode_Target_4XX_Count",
+        "HealthyHostCount",
+        "UnHealthyHostCount",
+        "nvidia_smi_utilization_gpu",
+        "nvidia_smi_utilization_memory",
+        "by bin(1m), tenant",
+    ):
+        assert needle in text, needle
+    [signal] = [w for w in body["widgets"] if "OngoingRequests" in json.dumps(w)]
+    lines = [a["value"] for a in signal["properties"]["annotations"]["horizontal"]]
+    assert RULES.scale_out.alarm.threshold in lines
+
+
+def test_log_groups_keep_logs_for_the_environment_retention(stack: Stack) -> None:
+    settings = load_settings(stack_environment(stack))
+    groups = {b["name"]: b for b in resources(stack, "aws_cloudwatch_log_group").values()}
+    for name in ("/finsight-serving/gateway", "/finsight-serving/vllm"):
+        assert groups[name]["retention_in_days"] == settings.log_retention_days
+
+
+def test_stack_exposes_what_the_calendar_construct_needs(synth: Synth) -> None:
+    stack = synth.stacks["prod"]
+    for attribute in ("autoscaling_group_name", "autoscaling_group_arn", "alarm_topic_arn"):
+        assert isinstance(getattr(stack, attribute), str)
+    assert stack.settings.market_calendar is True
