@@ -2,8 +2,9 @@
 
 Triggered by SIGTERM or by the Auto Scaling lifecycle state turning `Terminated`. The
 instance reports not-ready at once (so the load balancer stops routing to it), refuses
-new requests with 503, waits for in-flight requests and streams up to the deadline, then
-completes the lifecycle action (so the ASG terminates it without waiting for the hook's
+new requests with 503, waits for in-flight requests and streams up to the deadline (and
+stays up at least a minimum time, for the load balancer to notice), then completes the
+lifecycle action (so the ASG terminates it without waiting for the hook's
 timeout) and asks the server to exit.
 """
 
@@ -24,11 +25,13 @@ class Drainer:
         admission: Admission,
         *,
         deadline_s: float,
+        min_s: float = 0.0,
         complete_lifecycle: Callable[[], Awaitable[None]] | None,
         exit_process: Callable[[], None],
     ) -> None:
         self._admission = admission
         self._deadline_s = deadline_s
+        self._min_s = min_s
         self._complete_lifecycle = complete_lifecycle
         self._exit_process = exit_process
         self.reason: str | None = None
@@ -54,6 +57,8 @@ class Drainer:
         self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
             async with asyncio.timeout(self._deadline_s):
                 await self._admission.wait_idle()
@@ -64,6 +69,11 @@ class Drainer:
                 self._deadline_s,
                 self._admission.ongoing,
             )
+        # Stay up, refusing new work, until the load balancer has had time to see the
+        # instance not ready: a closed port would turn its last requests into 502s.
+        linger_s = self._min_s - (loop.time() - began)
+        if linger_s > 0:
+            await asyncio.sleep(linger_s)
         if self._complete_lifecycle is not None:
             try:
                 await self._complete_lifecycle()

@@ -132,6 +132,7 @@ def build_gateway(
         drainer=Drainer(
             admission,
             deadline_s=settings.drain_deadline_s,
+            min_s=settings.drain_min_s,
             complete_lifecycle=completer,
             exit_process=exit_process,
         ),

@@ -79,6 +79,7 @@ class GatewaySettings(BaseSettings):
     imds_url: str = "http://169.254.169.254"
     imds_poll_interval_s: float = Field(default=5.0, ge=0.05, le=300)
     drain_deadline_s: float = Field(default=120.0, gt=0, le=7200)
+    drain_min_s: float = Field(default=10.0, ge=0, le=600)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -50,6 +50,7 @@ def local_settings(tenants_path: Path, upstream_port: int, **overrides: Any) -> 
         "upstream_metrics_interval_s": 0.05,
         "upstream_timeout_s": 5.0,
         "upstream_connect_timeout_s": 1.0,
+        "drain_min_s": 0.0,
     }
     values.update(overrides)
     return GatewaySettings(**values)

@@ -157,6 +157,7 @@ def test_a_real_server_drains_a_stream_on_sigterm_and_exits(tmp_path: Path) -> N
                 "GATEWAY_LIFECYCLE_WATCH_ENABLED": "false",
                 "GATEWAY_PROBE_INTERVAL_S": "0.1",
                 "GATEWAY_DRAIN_DEADLINE_S": "10",
+                "GATEWAY_DRAIN_MIN_S": "0",
             }
             gateway = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app",
@@ -195,3 +196,23 @@ def _port_from_log(process: subprocess.Popen[str]) -> int:
         if "Uvicorn running on" in line:
             return int(line.split("http://127.0.0.1:")[1].split()[0])
     raise AssertionError("the gateway did not start")
+
+
+def test_an_idle_drain_still_stays_up_for_the_minimum_time(tmp_path: Path) -> None:
+    exits: list[float] = []
+
+    async def scenario() -> None:
+        runtime = Runtime(
+            install_signal_handlers=False, exit_process=lambda: exits.append(time.monotonic())
+        )
+        async with running_stack(tmp_path, runtime=runtime, drain_min_s=0.4) as stack:
+            began = time.monotonic()
+            stack.gateway.drainer.begin("test")
+            async with stack.client() as http:
+                refused = await http.post("/v1/chat/completions", json=chat_body())
+                assert refused.status_code == 503
+            async with asyncio.timeout(3):
+                await stack.gateway.drainer.finished.wait()
+            assert exits and exits[0] - began >= 0.4
+
+    asyncio.run(scenario())
