@@ -33,7 +33,7 @@ def test_the_watcher_fires_once_on_terminated_and_backs_off_on_errors() -> None:
         imds.fail = True
         await asyncio.sleep(0.2)
         failing_reads = imds.reads
-        assert 2 <= failing_reads <= 8  # backed off, not a busy loop
+        assert 1 <= failing_reads <= 8  # backed off: without it, about 20 reads
         imds.fail = False
         imds.lifecycle_state = "Terminated"
         await asyncio.wait_for(task, 2)

@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from tests.app.integration.replica import (
+    FIGURES,
     STARTED,
     TINY_MODEL_DIR,
     VLLM_VENV,
@@ -50,6 +51,13 @@ def pytest_runtest_makereport(
                 (f"{process.name} log ({process.log_path}), last lines", process.log_tail())
             )
     return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("local replica figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value:.1f}")
 
 
 def _tiny_model(tmp_factory: pytest.TempPathFactory) -> tuple[Path, str]:
@@ -85,7 +93,8 @@ def vllm(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[V
     server = VllmServer(model_dir, name, logs_dir / "vllm.log")
     server.start()
     try:
-        server.wait_healthy()
+        FIGURES["vllm_time_to_healthy_s"] = server.wait_healthy()
+        FIGURES["vllm_rss_idle_mib"] = server.rss_mib()
         yield server
     finally:
         server.stop()

@@ -33,6 +33,8 @@ VLLM_START_TIMEOUT_S = 600.0
 
 # Every process started here, so that a failing test can show their logs.
 STARTED: list[ManagedProcess] = []
+# What the tests measured (start-up times, memory, drain time), printed after the run.
+FIGURES: dict[str, float] = {}
 
 
 def free_port() -> int:

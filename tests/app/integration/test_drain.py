@@ -1,0 +1,85 @@
+"""Drain on SIGTERM with streams in flight: every stream finishes, new work gets 503, exit.
+
+A gateway of its own (the session's stays up) in front of the session's vLLM; the
+streams are long enough (240 tokens each) to be mid-generation when the signal lands.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+from openai.types import Completion
+
+from tests.app.integration.conftest import make_client
+from tests.app.integration.replica import (
+    FIGURES,
+    DevTenant,
+    GatewayServer,
+    VllmServer,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+STREAMS = 8
+# Near the 256-token context: the longer each stream, the more of them the signal catches.
+TOKENS_EACH = 240
+
+
+def test_sigterm_lets_in_flight_streams_finish_refuses_new_requests_and_exits(
+    start_gateway: Callable[..., GatewayServer], tenant: DevTenant, vllm: VllmServer
+) -> None:
+    gateway = start_gateway(drain_deadline_s=60.0)
+    with make_client(gateway, tenant, timeout=120.0) as sdk:
+
+        def open_stream(_: int) -> tuple[Completion, Iterator[Completion]]:
+            stream = sdk.completions.create(
+                model=vllm.model_name,
+                prompt="Treasury yields",
+                max_tokens=TOKENS_EACH,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_body={"ignore_eos": True},
+            )
+            chunks = iter(stream)
+            # The first chunk: the stream is admitted and vLLM is generating it.
+            return next(chunks), chunks
+
+        # Opened together so that all are mid-generation when the signal lands.
+        with ThreadPoolExecutor(STREAMS) as pool:
+            streams = list(pool.map(open_stream, range(STREAMS), timeout=120))
+
+        gateway.signal(signal.SIGTERM)
+        signalled_at = time.monotonic()
+        # The tiny model is fast: the earliest streams may already be done, the last ones
+        # have just begun. Read at once, this is what the drain has to wait for.
+        in_flight_at_sigterm = gateway.metrics()["gateway_ongoing_requests"]
+
+        assert wait_until(lambda: gateway.ready_status() == 503, 5), "still ready after SIGTERM"
+        with pytest.raises(openai.APIStatusError) as refused:
+            sdk.completions.create(model=vllm.model_name, prompt="x", max_tokens=1)
+        assert refused.value.status_code == 503
+        assert gateway.alive()
+
+        for first, rest in streams:
+            chunks = [first, *rest]
+            usage = chunks[-1].usage
+            assert usage is not None and usage.completion_tokens == TOKENS_EACH
+            finish_reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+            assert finish_reasons[-1] == "length"
+
+    exit_code = gateway.wait_exit(timeout_s=30)
+    drained_in_s = time.monotonic() - signalled_at
+    FIGURES["gateway_drain_to_exit_s"] = drained_in_s
+    FIGURES["gateway_streams_in_flight_at_sigterm"] = in_flight_at_sigterm
+    # uvicorn finishes its graceful shutdown, then re-raises the SIGTERM it caught.
+    assert exit_code in (0, -signal.SIGTERM), gateway.log_tail()
+    assert "drain complete: no request in flight" in gateway.log_tail()
+    # Streams were still generating when the drain began: it had something to wait for.
+    assert in_flight_at_sigterm >= 1
+    assert drained_in_s < 60

@@ -1,0 +1,131 @@
+"""The scaling signal under load: the gateway's ongoing requests and vLLM's queue rise, then fall.
+
+A bounded burst (16 requests of 240 tokens, started together) keeps the real vLLM busy
+for a few seconds while both /metrics pages are sampled, each by a thread of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.app.integration.conftest import make_client
+from tests.app.integration.replica import (
+    FIGURES,
+    DevTenant,
+    GatewayServer,
+    VllmServer,
+    scrape,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+CONCURRENT_REQUESTS = 16
+TOKENS_EACH = 240
+GATEWAY_ONGOING = "gateway_ongoing_requests"
+GATEWAY_UPSTREAM_RUNNING = "gateway_upstream_num_requests_running"
+GATEWAY_UPSTREAM_WAITING = "gateway_upstream_num_requests_waiting"
+VLLM_RUNNING = "vllm:num_requests_running"
+VLLM_WAITING = "vllm:num_requests_waiting"
+
+
+class Sampler(threading.Thread):
+    """Reads one /metrics page over and over until stopped; keeps (seconds, values)."""
+
+    def __init__(self, read: Callable[[], dict[str, float]], stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self._read = read
+        self._stop_sampling = stop
+        self.started_at = time.monotonic()
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.errors = 0
+
+    def run(self) -> None:
+        while not self._stop_sampling.is_set():
+            try:
+                values = self._read()
+            except httpx.HTTPError:
+                self.errors += 1
+            else:
+                self.samples.append((time.monotonic() - self.started_at, values))
+            self._stop_sampling.wait(0.05)
+
+    def peak(self, *names: str) -> float:
+        return max((sum(v.get(n, 0.0) for n in names) for _, v in self.samples), default=0.0)
+
+    def series(self, *names: str) -> str:
+        return " ".join(f"{t:.1f}s:{sum(v.get(n, 0.0) for n in names):g}" for t, v in self.samples)
+
+
+def test_ongoing_requests_and_upstream_queue_rise_under_a_burst_and_fall_back(
+    gateway: GatewayServer, tenant: DevTenant, vllm: VllmServer
+) -> None:
+    before = gateway.metrics()
+    assert before[GATEWAY_ONGOING] == 0
+    start_together = threading.Barrier(CONCURRENT_REQUESTS)
+    burst_over = threading.Event()
+    at_gateway = Sampler(gateway.metrics, burst_over)
+    at_vllm = Sampler(lambda: scrape(f"{vllm.url}/metrics"), burst_over)
+
+    def one_request(_: int) -> int:
+        with make_client(gateway, tenant, timeout=120.0) as sdk:
+            start_together.wait(timeout=30)
+            reply = sdk.completions.create(
+                model=vllm.model_name,
+                prompt="The S&P 500",
+                max_tokens=TOKENS_EACH,
+                extra_body={"ignore_eos": True},
+            )
+        assert reply.usage is not None
+        return reply.usage.completion_tokens
+
+    at_gateway.start()
+    at_vllm.start()
+    burst_started = time.monotonic()
+    try:
+        with ThreadPoolExecutor(CONCURRENT_REQUESTS) as pool:
+            tokens = list(pool.map(one_request, range(CONCURRENT_REQUESTS), timeout=300))
+    finally:
+        burst_over.set()
+        at_gateway.join(timeout=30)
+        at_vllm.join(timeout=30)
+    burst_s = time.monotonic() - burst_started
+
+    assert tokens == [TOKENS_EACH] * CONCURRENT_REQUESTS
+    peak_ongoing = at_gateway.peak(GATEWAY_ONGOING)
+    # vLLM batches up to 128 sequences on the CPU, so a burst this size runs rather than
+    # waits: the queue depth the scaling signal reads is running + waiting.
+    peak_upstream_seen_by_gateway = at_gateway.peak(
+        GATEWAY_UPSTREAM_RUNNING, GATEWAY_UPSTREAM_WAITING
+    )
+    peak_vllm = at_vllm.peak(VLLM_RUNNING, VLLM_WAITING)
+    FIGURES["burst_s"] = burst_s
+    FIGURES["burst_peak_gateway_ongoing"] = peak_ongoing
+    FIGURES["burst_peak_upstream_queue_seen_by_gateway"] = peak_upstream_seen_by_gateway
+    FIGURES["burst_peak_vllm_running_plus_waiting"] = peak_vllm
+    FIGURES["burst_peak_vllm_waiting"] = at_vllm.peak(VLLM_WAITING)
+    FIGURES["vllm_rss_after_burst_mib"] = vllm.rss_mib()
+    scrape_errors = (
+        gateway.metrics()["gateway_upstream_metrics_scrape_errors_total"]
+        - before["gateway_upstream_metrics_scrape_errors_total"]
+    )
+    assert peak_ongoing >= CONCURRENT_REQUESTS // 2, at_gateway.series(GATEWAY_ONGOING)
+    assert peak_vllm >= 2, f"{at_vllm.series(VLLM_RUNNING, VLLM_WAITING)}; errors {at_vllm.errors}"
+    assert peak_upstream_seen_by_gateway >= 2, (
+        f"{at_gateway.series(GATEWAY_UPSTREAM_RUNNING, GATEWAY_UPSTREAM_WAITING)}; "
+        f"the gateway's failed scrapes of vLLM during the burst: {scrape_errors:g}"
+    )
+
+    # Back to idle once the burst is answered.
+    assert wait_until(lambda: gateway.metrics()[GATEWAY_ONGOING] == 0, 10)
+    assert wait_until(lambda: gateway.metrics()[GATEWAY_UPSTREAM_RUNNING] == 0, 10)
+    after = gateway.metrics()
+    assert after["gateway_requests_total"] - before["gateway_requests_total"] == (
+        CONCURRENT_REQUESTS
+    )
