@@ -144,7 +144,9 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=percent,
         default=Limits.cost_margin,
         metavar="PCT",
-        help=f"allowed GPU-hours over the reference, in percent (default {Limits.cost_margin:.0%})",
+        # argparse %-formats help text, so a literal percent sign is written %%.
+        help="allowed GPU-hours over the reference, in percent "
+        f"(default {Limits.cost_margin * 100:g}%%)",
     )
     parser.add_argument(
         "--max-reversals",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli.main import main
+from infra.cli.main import _subcommand_modules, build_parser, main
 
 
 def run_fleet(*args: str) -> subprocess.CompletedProcess[str]:
@@ -62,3 +62,12 @@ def test_invalid_policy_file_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "fleet policy: error: market_hours.min_replicas: must be <= max_replicas (4), got 7"
     )
+
+
+@pytest.mark.parametrize("module", _subcommand_modules())
+def test_every_subcommand_prints_its_help(module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    command = module.rsplit(".", 1)[1].removesuffix("_cmd")
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([command, "--help"])
+    assert exited.value.code == 0
+    assert f"usage: fleet {command}" in capsys.readouterr().out
