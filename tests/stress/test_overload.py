@@ -37,9 +37,10 @@ CAPACITY_RPS = MAX_ONGOING / SERVICE_TIME_S  # 20 admitted requests per second
 OVERLOAD = 5
 DURATION_S = 8.0
 TOTAL = int(OVERLOAD * CAPACITY_RPS * DURATION_S)  # 800 requests, open loop
-# An admitted request holds no queue position: its p99 must stay within twice the service
-# time (loopback, a loaded 2-core machine). A queue at 5x would exceed it within a second.
-ADMITTED_P99_BOUND_S = 2 * SERVICE_TIME_S
+# An admitted request holds no queue position: its p99 must stay within three times the
+# service time (the margin is for a 2-core machine shared with other work). A queue at 5x
+# would exceed it within two seconds and reach about 30 s by the end of the run.
+ADMITTED_P99_BOUND_S = 3 * SERVICE_TIME_S
 # Memory stays flat: what a long overload may add over the warmed-up process.
 RSS_GROWTH_BOUND_KIB = 30 * 1024
 
