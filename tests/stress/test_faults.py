@@ -326,13 +326,14 @@ def test_cloudwatch_unreachable_leaves_serving_alone_and_the_publisher_backs_off
     p99 = percentile([r.elapsed_s for r in replies], 0.99)
     assert p99 < 0.5, p99
     assert ready_all_along
-    # The publisher tried, failed, and backed off: each gap at least ~1.5x the previous
-    # (a fixed 0.1 s interval would have made about 90 attempts in the same time).
+    # The publisher tried, failed, and backed off: after the n-th failure in a row it waits
+    # at least interval x 2^n (a slow attempt only lengthens a gap), so a fixed 0.1 s
+    # interval's ~70 attempts in the same time shrink to a handful.
     attempts = cloudwatch.attempts
     assert 4 <= len(attempts) <= 10, len(attempts)
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
-    for earlier, later in itertools.pairwise(gaps):
-        assert later >= 1.5 * earlier, gaps
+    for failures, gap in enumerate(gaps, start=1):
+        assert gap >= 0.95 * interval_s * 2**failures, gaps
     errors = next(
         float(line.split()[1])
         for line in metrics.splitlines()
