@@ -24,6 +24,7 @@ from app.circuit import CircuitBreaker
 from app.cloudwatch import CloudWatchPublisher
 from app.drain import Drainer
 from app.errors import install_error_handlers
+from app.fast_path import GenerationFastPath
 from app.gateway import Gateway
 from app.imds import InstanceMetadata, LifecycleWatcher
 from app.lifecycle import LifecycleCompleter
@@ -229,6 +230,7 @@ def create_app(settings: GatewaySettings | None = None, runtime: Runtime | None 
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(GenerationFastPath)
     app.router.routes.extend(openai_api.generation_routes)
     app.include_router(openai_api.router)
     app.include_router(health.router)

@@ -94,6 +94,7 @@ def test_completion_stream_runs_to_max_tokens(client: openai.OpenAI, vllm: VllmS
         model=vllm.model_name,
         prompt=COMPLETION_PROMPT,
         max_tokens=48,
+        temperature=0.0,
         stream=True,
         stream_options={"include_usage": True},
         # vLLM's own parameter, passed through: generate past the end-of-text token.
@@ -103,8 +104,10 @@ def test_completion_stream_runs_to_max_tokens(client: openai.OpenAI, vllm: VllmS
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens == 48
     token_chunks = [c for c in chunks if c.choices]
-    # vLLM sends one chunk per token (some empty: special tokens are not shown).
-    assert len(token_chunks) == 48
+    # Streamed, not gathered: many chunks (vLLM merges tokens into one chunk only when its
+    # server falls behind the engine).
+    assert len(token_chunks) > 8
+    assert "".join(c.choices[0].text for c in token_chunks).startswith(COMPLETION_TEXT)
     assert [c.choices[0].finish_reason for c in token_chunks][-1] == "length"
 
 

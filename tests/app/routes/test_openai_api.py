@@ -251,7 +251,7 @@ def test_client_disconnect_cancels_the_upstream_request(tmp_path: Path) -> None:
 
             # The same for a non-streaming request the upstream is still working on.
             task = asyncio.ensure_future(http.post("/v1/chat/completions", json=chat_body()))
-            while stack.fake.stats.running < 1:
+            while stack.fake.stats.generation_requests < 2:  # it reached the upstream
                 await asyncio.sleep(0.01)
             task.cancel()
             async with asyncio.timeout(3):
