@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.stress.harness import (
     FakeAwsEndpoint,
     FakeImds,
@@ -47,9 +49,12 @@ def _ongoing(metrics: str) -> float:
     return -1.0
 
 
-def test_sigterm_with_streams_in_flight_completes_every_stream_and_the_lifecycle_once(
-    tmp_path: Path, logs_dir: Path, figures: dict[str, Any]
+@pytest.mark.parametrize("trigger", ["sigterm", "lifecycle-terminated"])
+def test_drain_with_streams_in_flight_completes_every_stream_and_the_lifecycle_once(
+    trigger: str, tmp_path: Path, logs_dir: Path, figures: dict[str, Any]
 ) -> None:
+    """Scale-in reaches the gateway two ways: systemd's SIGTERM, or the instance's lifecycle
+    state turning Terminated in IMDS (the gateway polls it); both must drain the same."""
     tenants = [make_tenant("acme", max_concurrent_requests=STREAMS), make_tenant("globex")]
     write_tenants(tmp_path / "tenants.json", tenants)
     imds, autoscaling = FakeImds(), FakeAwsEndpoint()
@@ -79,10 +84,12 @@ def test_sigterm_with_streams_in_flight_completes_every_stream_and_the_lifecycle
             upstream.wait_up()
             gateway.start()
             gateway.wait_ready()
-            result = asyncio.run(_drain_under_load(gateway, acme.authorization, globex))
+            result = asyncio.run(
+                _drain_under_load(gateway, imds, trigger, acme.authorization, globex)
+            )
             assert gateway.proc is not None
             exit_code = gateway.proc.wait(timeout=DRAIN_DEADLINE_S + 10)
-            exited_after_s = time.monotonic() - result["sigterm_at"]
+            exited_after_s = time.monotonic() - result["triggered_at"]
     finally:
         imds.stop()
         autoscaling.stop()
@@ -132,13 +139,16 @@ def test_sigterm_with_streams_in_flight_completes_every_stream_and_the_lifecycle
             "streams_lost": lost,
             "refused_during_drain": len(refused),
             "complete_lifecycle_action_calls": len(calls),
-            "exit_after_sigterm_s": round(exited_after_s, 2),
+            "trigger": trigger,
+            "exit_after_trigger_s": round(exited_after_s, 2),
             "drain_deadline_s": DRAIN_DEADLINE_S,
         }
     )
 
 
-async def _drain_under_load(gateway: GatewayProcess, authorization: str, other: Any) -> Any:
+async def _drain_under_load(
+    gateway: GatewayProcess, imds: FakeImds, trigger: str, authorization: str, other: Any
+) -> Any:
     headers = {"Authorization": authorization, "Content-Type": "application/json"}
     ends: list[float] = []
 
@@ -162,12 +172,15 @@ async def _drain_under_load(gateway: GatewayProcess, authorization: str, other: 
         10.0,
     )
     assert in_flight is not None, "the streams never were all in flight"
-    gateway.signal(signal.SIGTERM)
-    sigterm_at = time.monotonic()
+    if trigger == "sigterm":
+        gateway.signal(signal.SIGTERM)
+    else:
+        imds.lifecycle_state = "Terminated"
+    triggered_at = time.monotonic()
     went_unready = await asyncio.to_thread(
         wait_until, lambda: http_get(gateway.url + "/health/ready")[0] == 503, 2.0
     )
-    assert went_unready is not None, "readiness did not turn false on SIGTERM"
+    assert went_unready is not None, f"readiness did not turn false on {trigger}"
     # New work, from the same tenant and from another one, while the streams still run.
     refused = [
         await request(
@@ -185,6 +198,6 @@ async def _drain_under_load(gateway: GatewayProcess, authorization: str, other: 
         "streams": streams,
         "refused": refused,
         "unready_after_s": went_unready,
-        "sigterm_at": sigterm_at,
+        "triggered_at": triggered_at,
         "last_stream_end": max(ends),
     }
