@@ -29,8 +29,8 @@ from app.upstream import UpstreamClient
 KEY = "sk-bench-tenant"
 MODEL = "fake-model"
 TOKENS = 16
-ROUNDS = 3
-REQUESTS = {1: 200, 64: 800}  # per round and side
+ROUNDS = 5
+REQUESTS = {1: 150, 64: 600}  # per round and side
 BUDGET_S = 45.0
 GOAL_P50_MS, GOAL_P99_MS = 1.0, 3.0
 
@@ -168,7 +168,7 @@ async def _measure(upstream_port: int, gateway_port: int, gateway_pid: int) -> l
     started = time.monotonic()
     lines = [
         f"{'clients':>7} {'mode':>10} | {'direct p50/p99 ms':>18} | {'gateway p50/p99 ms':>18} "
-        f"| {'added p50/p99 ms':>17} | {'req/s direct/gw':>16} | gw CPU/req"
+        f"| {'added p50/p99 ms':>17} | {'req/s direct/gw (ratio)':>24} | gw CPU/req"
     ]
     for concurrency in (1, 64):
         for stream in (False, True):
@@ -208,7 +208,7 @@ async def _measure(upstream_port: int, gateway_port: int, gateway_pid: int) -> l
                 f"{med(direct, 50):>8.2f} / {med(direct, 99):>7.2f} | "
                 f"{med(via, 50):>8.2f} / {med(via, 99):>7.2f} | "
                 f"{added50:>+7.2f} / {added99:>+7.2f} | "
-                f"{rps_d:>7.0f} / {rps_g:>6.0f} | {cpu_ms:.2f} ms"
+                f"{rps_d:>7.0f} / {rps_g:>6.0f} ({rps_g / rps_d:.2f}) | {cpu_ms:.2f} ms"
                 + (f"  ({errors} non-200)" if errors else "")
             )
     lines.append(
