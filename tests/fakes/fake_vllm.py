@@ -9,7 +9,8 @@ waiting, as vLLM's scheduler would report them.
 
 Modes, switchable at runtime (`FakeVllm.config.mode`, or `POST /fake/mode` when it runs as a
 process): `ok`; `fail` (every route answers 500, /health too); `hang` (requests are accepted
-and never answered, as a wedged engine would).
+and never answered, as a wedged engine would); `drop` (a stream breaks off after two
+chunks, as when the engine process dies mid-generation).
 
 In-process: `FakeVllm(FakeVllmConfig(...)).app` is an ASGI app.
 As a process: `python -m tests.fakes.fake_vllm --port 8001 [--token-delay-ms 5] [--tokens 16]
@@ -33,8 +34,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-Mode = Literal["ok", "fail", "hang"]
-MODES: tuple[Mode, ...] = ("ok", "fail", "hang")
+Mode = Literal["ok", "fail", "hang", "drop"]
+MODES: tuple[Mode, ...] = ("ok", "fail", "hang", "drop")
 T = TypeVar("T")
 
 
@@ -64,6 +65,10 @@ class FakeVllmStats:
 
 class _Disconnected(Exception):
     pass
+
+
+class _EngineDied(Exception):
+    """Raised inside a stream so that the server drops the connection mid-response."""
 
 
 class FakeVllm:
@@ -270,6 +275,8 @@ class FakeVllm:
             for index in range(count):
                 if self.config.token_delay_ms > 0:
                     await asyncio.sleep(self.config.token_delay_ms / 1000)
+                if index == 2 and self.config.mode == "drop":
+                    raise _EngineDied("fake engine died mid-stream")
                 yield self._chunk(request_id, chat, index, count)
             if include_usage:
                 usage: dict[str, Any] = {

@@ -286,3 +286,32 @@ def test_http_error_paths_keep_the_openai_shape(tmp_path: Path) -> None:
             assert wrong_method.status_code == 405
 
     asyncio.run(scenario())
+
+
+def test_a_stream_broken_off_upstream_ends_with_an_error_event(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack, stack.client() as http:
+            stack.fake.config.mode = "drop"
+            events = []
+            body = chat_body(stream=True, max_tokens=8)
+            async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                assert response.status_code == 200
+                async for line in response.aiter_lines():
+                    if line.startswith("data: "):
+                        events.append(line[6:])
+            assert len(events) == 3
+            error = json.loads(events[-1])["error"]
+            assert error["code"] == 502 and "broke off" in error["message"]
+            assert stack.gateway.admission.ongoing == 0
+            stack.fake.config.mode = "ok"
+            client = openai.AsyncOpenAI(api_key=ACME_KEY, base_url=f"{stack.url}/v1")
+            stack.fake.config.mode = "drop"
+            with pytest.raises(openai.APIError, match="broke off"):
+                stream = await client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True
+                )
+                async for _ in stream:
+                    pass
+            await client.close()
+
+    asyncio.run(scenario())
