@@ -316,6 +316,13 @@ class VllmServer(_Process):
         self._group(signal.SIGKILL)
         self.proc.wait(timeout=30)
 
+    def freeze(self) -> None:
+        """Stop every process of the server (a wedged engine: connections open, no answer)."""
+        self._group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._group(signal.SIGCONT)
+
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.proc is None:
             return

