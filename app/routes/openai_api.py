@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1")
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise GatewayError(400, "Content-Length is not a number.", "invalid_request_error")
         if int(declared) > limit:
             raise GatewayError(
@@ -26,13 +27,19 @@ async def read_body(request: Request, limit: int) -> bytes:
             )
     parts: list[bytes] = []
     size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise GatewayError(
-                413, f"Request body is larger than {limit} bytes.", "invalid_request_error"
-            )
-        parts.append(part)
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise GatewayError(
+                    413, f"Request body is larger than {limit} bytes.", "invalid_request_error"
+                )
+            parts.append(part)
+    except ClientDisconnect:
+        # Nobody is left to read the answer; the status only feeds the metrics.
+        raise GatewayError(
+            499, "The client went away while sending the body.", "invalid_request_error"
+        ) from None
     return b"".join(parts)
 
 

@@ -315,3 +315,28 @@ def test_a_stream_broken_off_upstream_ends_with_an_error_event(tmp_path: Path) -
             await client.close()
 
     asyncio.run(scenario())
+
+
+def test_a_client_leaving_mid_body_is_no_server_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack:
+            port = int(stack.url.rsplit(":", 1)[1])
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
+                b"Authorization: Bearer " + ACME_KEY.encode() + b"\r\n"
+                b"Content-Length: 1000\r\n\r\n" + b'{"model": '
+            )
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.close()
+            counter = stack.gateway.metrics.requests.labels("acme", "/v1/chat/completions", "499")
+            async with asyncio.timeout(3):
+                while not counter._value.get():
+                    await asyncio.sleep(0.02)
+            assert stack.fake.stats.generation_requests == 0
+
+    asyncio.run(scenario())
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
