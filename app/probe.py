@@ -57,7 +57,10 @@ class ReadinessProbe:
                 await self._one_token(min(models))
         except (UpstreamError, TimeoutError, ValueError, KeyError, TypeError) as error:
             self.consecutive_failures += 1
-            log.warning(
+            # While vLLM loads its model (30-90 s) failures are expected: keep them quiet.
+            level = logging.INFO if self.last_success is None else logging.WARNING
+            log.log(
+                level,
                 "readiness probe failed (%d in a row): %s",
                 self.consecutive_failures,
                 error or type(error).__name__,
