@@ -211,6 +211,8 @@ async def _measure(upstream_port: int, gateway_port: int, gateway_pid: int) -> l
                 f"{rps_d:>7.0f} / {rps_g:>6.0f} ({rps_g / rps_d:.2f}) | {cpu_ms:.2f} ms"
                 + (f"  ({errors} non-200)" if errors else "")
             )
+    # The machine may be shared: its load says how far to trust the p99s.
+    lines.append(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     lines.append(
         f"goal: added p50 <= {GOAL_P50_MS} ms, p99 <= {GOAL_P99_MS} ms; "
         f"{TOKENS} tokens per answer, medians of {ROUNDS} interleaved rounds, "
