@@ -31,6 +31,13 @@ def _default_metric_period_s() -> float:
     return float(DEFAULT.metric_period_s)
 
 
+def _default_cloudwatch_namespace() -> str:
+    # The stack's alarms and dashboard read this namespace: one constant for both.
+    from infra.policy.aws_rules import METRICS_NAMESPACE
+
+    return METRICS_NAMESPACE
+
+
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
@@ -68,7 +75,9 @@ class GatewaySettings(BaseSettings):
 
     # Scaling signal.
     cloudwatch_enabled: bool = True
-    cloudwatch_namespace: str = Field(default="FinSight/Serving", min_length=1, max_length=255)
+    cloudwatch_namespace: str = Field(
+        default_factory=_default_cloudwatch_namespace, min_length=1, max_length=255
+    )
     cloudwatch_interval_s: float = Field(default_factory=_default_metric_period_s, ge=0.05, le=300)
     autoscaling_group_name: str | None = Field(default=None, min_length=1, max_length=255)
     aws_region: str | None = Field(default=None, min_length=1, max_length=64)

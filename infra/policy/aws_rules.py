@@ -12,7 +12,7 @@ CloudWatch and EC2 Auto Scaling do, so tests (and the fleet simulator) can compa
 deployed behaviour with `infra.policy.decide()` on the same load without any cloud.
 
 Stable API: `compile_scaling_rules`, `ScalingRules`, `AlarmRule`, `StepPolicyRule`,
-`StepAdjustment`, `ReplayState`, `replay_step`, and the metric-name constants.
+`StepAdjustment`, `ReplayState`, `replay_step`, and the metric-name and namespace constants.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from infra.policy.fleet import FleetPolicy
 ONGOING_REQUESTS_METRIC = "OngoingRequests"
 QUEUE_DEPTH_METRIC = "QueueDepth"
 GROUP_DIMENSION = "AutoScalingGroupName"
+# The one CloudWatch namespace of the fleet's own metrics: the gateways' scaling signal,
+# the alarms and dashboard that read it, and the image's CloudWatch agent.
+METRICS_NAMESPACE = "FinsightServing"
 
 # CloudWatch repeats an EC2 Auto Scaling alarm action once per minute while the alarm
 # stays in ALARM (every other action fires on the state change only).

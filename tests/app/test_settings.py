@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.settings import GatewaySettings, SettingsError, load_settings
+from infra.policy.aws_rules import METRICS_NAMESPACE
 from infra.policy.config import DEFAULT
 
 
@@ -25,6 +26,8 @@ def test_defaults_follow_the_issue_and_the_policy(local_env: pytest.MonkeyPatch)
     assert (settings.upstream_host, settings.upstream_port) == ("127.0.0.1", 8001)
     assert settings.max_ongoing_requests == 2 * DEFAULT.target_ongoing_requests
     assert settings.cloudwatch_interval_s == DEFAULT.metric_period_s
+    # The namespace the stack's alarms read, from the same constant.
+    assert settings.cloudwatch_namespace == METRICS_NAMESPACE == "FinsightServing"
     assert settings.probe_freshness_s == 10
     assert settings.probe_failures_to_unready == 2
 
