@@ -29,7 +29,9 @@ if [[ ! -x "$PY" ]]; then
     exit 1
 fi
 
-say() { printf 'serve: %s\n' "$*"; }
+# Never fails: with `make serve | tee log`, Ctrl-C also ends tee, and the cleanup that
+# follows must still run to the end with nobody reading its output.
+say() { printf 'serve: %s\n' "$*" 2>/dev/null || true; }
 
 port_free() {
     "$PY" -c 'import socket, sys
@@ -89,7 +91,9 @@ stop_group() {
 
 # shellcheck disable=SC2317
 cleanup() {
-    trap - EXIT INT TERM
+    trap - EXIT
+    # A second Ctrl-C, or a closed pipe, must not cut the cleanup short and leave vLLM running.
+    trap '' INT TERM HUP PIPE
     if [[ -n "$gateway_pid" ]]; then
         say "draining the gateway (up to ${DRAIN_DEADLINE_S} s)"
         stop_group "$gateway_pid" "$((${DRAIN_DEADLINE_S%.*} + 10))"
@@ -103,6 +107,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # Each server in a session of its own: Ctrl-C reaches only this script, which then stops
 # them in order (gateway drained first, vLLM after), as an instance's scale-in does.
