@@ -29,11 +29,18 @@ def test_models_lists_the_served_model(client: openai.OpenAI, vllm: VllmServer) 
 def test_completion_is_the_models_own_text_unchanged_by_the_gateway(
     client: openai.OpenAI, vllm: VllmServer
 ) -> None:
-    request = {"prompt": COMPLETION_PROMPT, "max_tokens": 32, "temperature": 0.0}
-
-    through_gateway = client.completions.create(model=vllm.model_name, **request)
+    through_gateway = client.completions.create(
+        model=vllm.model_name, prompt=COMPLETION_PROMPT, max_tokens=32, temperature=0.0
+    )
     direct = httpx.post(
-        f"{vllm.url}/v1/completions", json={"model": vllm.model_name, **request}, timeout=60
+        f"{vllm.url}/v1/completions",
+        json={
+            "model": vllm.model_name,
+            "prompt": COMPLETION_PROMPT,
+            "max_tokens": 32,
+            "temperature": 0.0,
+        },
+        timeout=60,
     ).json()
 
     choice = through_gateway.choices[0]
