@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.settings import GatewaySettings
+from infra.stack.settings import StackSettings
 from tests.ami.unitfile import AMI_DIR, UNITS_DIR, parse_unit, value
 
 CONFIG = AMI_DIR / "cloudwatch" / "amazon-cloudwatch-agent.json"
@@ -38,7 +38,8 @@ def test_gpu_utilisation_and_memory_are_collected(config: dict[str, Any]) -> Non
     assert ["AutoScalingGroupName"] in config["metrics"]["aggregation_dimensions"]
 
 
-def test_metrics_share_the_gateways_namespace(config: dict[str, Any]) -> None:
-    # The instance role may PutMetricData only in the fleet's namespace.
-    default_namespace = GatewaySettings.model_fields["cloudwatch_namespace"].default
-    assert config["metrics"]["namespace"] == default_namespace
+def test_metrics_go_to_the_namespace_the_stack_gives_the_gateways(config: dict[str, Any]) -> None:
+    # The instance role may PutMetricData only in the stack's one namespace, which the stack
+    # also writes into every gateway's env file.
+    stack_namespace = StackSettings.model_fields["cloudwatch_namespace"].default
+    assert config["metrics"]["namespace"] == stack_namespace

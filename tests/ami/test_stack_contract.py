@@ -13,7 +13,7 @@ import pytest
 from hcl2 import SerializationOptions
 
 from app.settings import GatewaySettings
-from infra.stack import fleet, observability, stack
+from infra.stack import fleet, observability
 from infra.stack.settings import StackSettings
 from tests.ami.unitfile import (
     AMI_DIR,
@@ -25,10 +25,13 @@ from tests.ami.unitfile import (
 )
 
 
+STACK_NAMESPACE = StackSettings.model_fields["cloudwatch_namespace"].default
+
+
 def _user_data_files(tmp_path: Path) -> dict[str, Path]:
     gateway_env = fleet.GatewayEnv(
         tenants_secret_id="finsight/prod/tenants",
-        cloudwatch_namespace=stack.AGENT_NAMESPACE,
+        cloudwatch_namespace=STACK_NAMESPACE,
         autoscaling_group_name="finsight-prod",
         lifecycle_hook_name="finsight-prod-drain",
         region="us-east-1",
@@ -96,4 +99,8 @@ def test_agent_ships_to_the_stacks_log_groups_and_namespace() -> None:
     }
     assert groups == set(observability.LOG_GROUPS)
     assert all(group.startswith(fleet.LOG_GROUP_PREFIX + "/") for group in groups)
-    assert config["metrics"]["namespace"] == stack.AGENT_NAMESPACE
+    # One namespace for the agent's GPU metrics and the gateways' scaling metrics: the one
+    # the instance role may publish to and the dashboard reads.
+    assert config["metrics"]["namespace"] == STACK_NAMESPACE
+    example = (AMI_DIR / "files" / "gateway.env.example").read_text()
+    assert f"GATEWAY_CLOUDWATCH_NAMESPACE={STACK_NAMESPACE}\n" in example
