@@ -3,6 +3,11 @@
 Each instance runs vLLM (:8001) behind the gateway (:8000); the user data only writes the
 two env files the image's systemd units read. No secret is in the user data: the gateway
 fetches the tenants from Secrets Manager by id with the instance role.
+
+Image rollouts: the AMI id is resolved when the stack is deployed (from the SSM parameter
+the image build publishes, or given directly), so a new image makes a new numbered version
+of the launch template; the group names that version, and the change starts an instance
+refresh that keeps full capacity and rolls back by itself if the new instances fail.
 """
 
 from __future__ import annotations
@@ -11,16 +16,19 @@ import base64
 import json
 from dataclasses import dataclass
 
+from cdktn import Token
 from cdktn_provider_aws.autoscaling_group import (
     AutoscalingGroup,
     AutoscalingGroupInitialLifecycleHook,
     AutoscalingGroupInstanceRefresh,
     AutoscalingGroupInstanceRefreshPreferences,
+    AutoscalingGroupInstanceRefreshPreferencesAlarmSpecification,
     AutoscalingGroupLaunchTemplate,
     AutoscalingGroupTag,
     AutoscalingGroupWarmPool,
     AutoscalingGroupWarmPoolInstanceReusePolicy,
 )
+from cdktn_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
 from cdktn_provider_aws.iam_instance_profile import IamInstanceProfile
 from cdktn_provider_aws.iam_role import IamRole
 from cdktn_provider_aws.iam_role_policy import IamRolePolicy
@@ -64,6 +72,13 @@ GROUP_METRICS = (
     "WarmPoolWarmedCapacity",
     "WarmPoolDesiredCapacity",
 )
+# Instance refresh for a fleet of 1-4: keep every serving instance until its replacement is
+# ready (min 100 %), and allow one extra instance per serving one (max 200 %), the least that
+# still lets a lone instance be replaced. With at most 4 instances the whole group is then
+# replaced in one batch, one warm-up long, instead of one cold start after another; the cost
+# is up to twice the instances for those minutes. AWS allows at most 100 points between them.
+REFRESH_MIN_HEALTHY_PERCENT = 100
+REFRESH_MAX_HEALTHY_PERCENT = 200
 
 
 @dataclass(frozen=True)
@@ -115,7 +130,9 @@ class FleetProps:
     alb_security_group_id: str
     target_group_arn: str
     instance_type: str
-    image: str
+    # Exactly one: the SSM parameter the image build publishes to, or an AMI id.
+    image_ssm_parameter: str | None
+    image_id: str | None
     root_volume_gb: int
     min_size: int
     max_size: int
@@ -124,12 +141,13 @@ class FleetProps:
     warm_pool: bool
     warm_pool_size: int
     cloudwatch_namespace: str
-    agent_namespace: str
     model_location: str
     model_bucket: str
     model_prefix: str
     tenants_secret_arn: str
     drain_deadline_s: int
+    # A failing refresh stops and rolls back when one of these alarms fires.
+    rollback_alarm_names: tuple[str, ...]
 
 
 class Fleet(Construct):
@@ -139,6 +157,8 @@ class Fleet(Construct):
     instance_role_name: str
     security_group_id: str
     user_data: str
+    image_id: str
+    launch_template_version: str
 
     def __init__(self, scope: Construct, id_: str, props: FleetProps) -> None:
         super().__init__(scope, id_)
@@ -228,11 +248,12 @@ class Fleet(Construct):
             ),
             props.model_location,
         )
+        self.image_id = self._image_id(props)
         template = LaunchTemplate(
             self,
             "template",
             name=f"{props.name}-gpu",
-            image_id=props.image,
+            image_id=self.image_id,
             instance_type=props.instance_type,
             update_default_version=True,
             ebs_optimized="true",
@@ -266,6 +287,7 @@ class Fleet(Construct):
             ],
         )
 
+        self.launch_template_version = Token.as_string(template.latest_version)
         group = AutoscalingGroup(
             self,
             "group",
@@ -277,7 +299,11 @@ class Fleet(Construct):
             health_check_type="ELB",
             health_check_grace_period=props.health_check_grace_period_s,
             default_instance_warmup=props.instance_warmup_s,
-            launch_template=AutoscalingGroupLaunchTemplate(id=template.id, version="$Latest"),
+            # A numbered version, not $Latest: a new one changes the group, which starts the
+            # refresh, and AWS can roll a refresh back only to a numbered version.
+            launch_template=AutoscalingGroupLaunchTemplate(
+                id=template.id, version=self.launch_template_version
+            ),
             enabled_metrics=list(GROUP_METRICS),
             metrics_granularity="1Minute",
             # Remove the instances launched from the oldest template first on scale-in.
@@ -290,14 +316,22 @@ class Fleet(Construct):
                     default_result="CONTINUE",
                 )
             ],
+            # Started by the deploy whenever the launch template's version changes.
             instance_refresh=AutoscalingGroupInstanceRefresh(
                 strategy="Rolling",
-                # Launch the new instance before stopping an old one: never below capacity.
+                # Launch the new instances before stopping old ones: never below capacity.
                 preferences=AutoscalingGroupInstanceRefreshPreferences(
-                    min_healthy_percentage=100,
-                    max_healthy_percentage=200,
+                    min_healthy_percentage=REFRESH_MIN_HEALTHY_PERCENT,
+                    max_healthy_percentage=REFRESH_MAX_HEALTHY_PERCENT,
                     instance_warmup=str(props.instance_warmup_s),
+                    # Instances already on the new version are left alone.
                     skip_matching=True,
+                    # A failed refresh, or one of these alarms firing, restores the previous
+                    # version on every instance it replaced.
+                    auto_rollback=True,
+                    alarm_specification=AutoscalingGroupInstanceRefreshPreferencesAlarmSpecification(
+                        alarms=list(props.rollback_alarm_names)
+                    ),
                 ),
             ),
             warm_pool=(
@@ -321,6 +355,16 @@ class Fleet(Construct):
         self.autoscaling_group_name = group.name
         self.autoscaling_group_arn = group.arn
 
+    def _image_id(self, props: FleetProps) -> str:
+        """The AMI id, fixed at deploy time: a literal id, or the parameter's current value."""
+        if props.image_id is not None:
+            return props.image_id
+        if props.image_ssm_parameter is None:
+            raise ValueError("the fleet needs image_id or image_ssm_parameter")
+        parameter = DataAwsSsmParameter(self, "image", name=props.image_ssm_parameter)
+        # An AMI id is no secret: shown in the plan, so a reviewer sees which image rolls out.
+        return parameter.insecure_value
+
     @staticmethod
     def _instance_policy(props: FleetProps, group_arn: str) -> dict[str, object]:
         log_groups = (
@@ -336,12 +380,8 @@ class Fleet(Construct):
                     "Action": "cloudwatch:PutMetricData",
                     "Resource": "*",
                     "Condition": {
-                        "StringEquals": {
-                            "cloudwatch:namespace": [
-                                props.cloudwatch_namespace,
-                                props.agent_namespace,
-                            ]
-                        }
+                        # The gateway's scaling metrics and the agent's GPU metrics alike.
+                        "StringEquals": {"cloudwatch:namespace": props.cloudwatch_namespace}
                     },
                 },
                 {

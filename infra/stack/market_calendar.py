@@ -7,6 +7,7 @@ to the NYSE schedule; this construct deploys it from its reproducible zip.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from dataclasses import dataclass
 
@@ -56,6 +57,11 @@ TIMEOUT_S = 60  # a run is a handful of Auto Scaling calls; imports take ~1 s
 MEMORY_MB = 256
 # Lambda's environment is limited to 4 KB in all; the policy must leave room for the rest.
 MAX_POLICY_ENV_BYTES = 3500
+# This construct's alarms, without the fleet's name in front (`<fleet>-market-calendar-errors`);
+# `observability.ALL_ALARMS` lists them with the fleet's own.
+ERRORS_ALARM = "market-calendar-errors"
+DEAD_LETTERS_ALARM = "market-calendar-dead-letters"
+CALENDAR_ALARMS = (ERRORS_ALARM, DEAD_LETTERS_ALARM)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,13 @@ class MarketCalendarProps:
     policy: FleetPolicy
     log_retention_days: int
     horizon_days: int = 7
+
+
+@functools.cache
+def _package() -> LambdaPackage:
+    """The function's zip, made (or found in the build cache) once per synth: every
+    environment deploys the same bytes, and checking the cache hashes each file again."""
+    return build(FUNCTION)
 
 
 def policy_environment(policy: FleetPolicy) -> str:
@@ -90,12 +103,14 @@ class MarketCalendar(Construct):
     dead_letter_queue_arn: str
     schedule_name: str
     error_alarm_name: str
+    # Short name (CALENDAR_ALARMS) -> deployed name.
+    alarm_names: dict[str, str]
 
     def __init__(self, scope: Construct, id_: str, props: MarketCalendarProps) -> None:
         super().__init__(scope, id_)
         function_name = f"{props.name}-market-calendar"
         self.function_name = function_name
-        self.package = build(FUNCTION)
+        self.package = _package()
         code = TerraformAsset(self, "code", path=str(self.package.path), type=AssetType.FILE)
 
         # Created before the function, so Lambda never creates it without a retention.
@@ -221,7 +236,8 @@ class MarketCalendar(Construct):
         )
         self.schedule_name = schedule.name
 
-        self.error_alarm_name = f"{function_name}-errors"
+        self.alarm_names = {alarm: f"{props.name}-{alarm}" for alarm in CALENDAR_ALARMS}
+        self.error_alarm_name = self.alarm_names[ERRORS_ALARM]
         CloudwatchMetricAlarm(
             self,
             "errors",
@@ -245,7 +261,7 @@ class MarketCalendar(Construct):
         CloudwatchMetricAlarm(
             self,
             "dead-letters",
-            alarm_name=f"{function_name}-dead-letters",
+            alarm_name=self.alarm_names[DEAD_LETTERS_ALARM],
             alarm_description=(
                 "A calendar run was given up after its retries and sits in the dead-letter "
                 "queue: invoke the function by hand once the cause is fixed"

@@ -1,7 +1,8 @@
 """What people see: the dashboard, the paging alarms and their SNS topic, the log groups.
 
-Every alarm name is listed once in `ALARMS` (the runbook has one entry per name); the
-two scaling alarms are named here too, though their action is a scaling policy.
+This construct's alarm names are listed once in `ALARMS`; the two scaling alarms are named
+here too, though their action is a scaling policy. `ALL_ALARMS` adds the calendar function's
+two: it is every alarm the stack deploys (the runbook has one entry per name).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from infra.policy.aws_rules import (
     ScalingRules,
 )
 from infra.stack.fleet import LOG_GROUP_PREFIX
+from infra.stack.market_calendar import CALENDAR_ALARMS
 
 # Alarm names, without the fleet's name in front (see `alarm_name`).
 SCALE_OUT_ALARM = "ongoing-requests-high"
@@ -47,6 +49,8 @@ PAGING_ALARMS = (
     SATURATED_ALARM,
 )
 ALARMS = SCALING_ALARMS + PAGING_ALARMS
+# Every alarm of a stack with the calendar function (the default); without it, `ALARMS`.
+ALL_ALARMS = ALARMS + CALENDAR_ALARMS
 
 LOG_GROUPS = (f"{LOG_GROUP_PREFIX}/gateway", f"{LOG_GROUP_PREFIX}/vllm")
 SATURATED_MINUTES = 10
@@ -63,7 +67,6 @@ class ObservabilityProps:
     name: str
     region: str
     namespace: str
-    agent_namespace: str
     autoscaling_group_name: str
     load_balancer_arn_suffix: str
     target_group_arn_suffix: str
@@ -378,13 +381,13 @@ class Observability(Construct):
                 "GPU utilisation and memory (%)",
                 [
                     [
-                        props.agent_namespace,
+                        props.namespace,
                         "nvidia_smi_utilization_gpu",
                         *group,
                         {"stat": "Average"},
                     ],
                     [
-                        props.agent_namespace,
+                        props.namespace,
                         "nvidia_smi_utilization_memory",
                         *group,
                         {"stat": "Average"},

@@ -38,7 +38,8 @@ class StackSettings(BaseSettings):
     public_subnet_ids: tuple[SubnetId, ...] = ()
     private_subnet_ids: tuple[SubnetId, ...] = ()
 
-    # Fleet
+    # Fleet. The image: the SSM parameter the image build publishes its AMI id to, read at
+    # each deploy (a new id rolls out with an instance refresh), or a fixed AMI id.
     instance_type: str = Field("g5.xlarge", pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
     image_ssm_parameter: str | None = Field("/finsight/ami/latest", pattern=r"^/[\w./-]+$")
     image_id: str | None = Field(None, pattern=r"^ami-[0-9a-f]{8,17}$")
@@ -53,6 +54,9 @@ class StackSettings(BaseSettings):
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:finsight/tenants-AbCdEf",
         pattern=r"^arn:aws[\w-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$",
     )
+    # Where the gateways and the image's CloudWatch agent publish. The agent's config is baked
+    # into the image (ami/cloudwatch/) with this default: changing it means rebuilding the
+    # image with the same value.
     cloudwatch_namespace: str = Field("FinsightServing", pattern=r"^[A-Za-z0-9._/#:-]{1,255}$")
 
     # Load balancer
@@ -100,11 +104,6 @@ class StackSettings(BaseSettings):
         if self.warm_pool and self.instance_type.split(".")[0] in ("g5g",):
             raise ValueError("warm_pool is not supported for this instance family")
         return self
-
-    @property
-    def image(self) -> str:
-        """The launch template's image: an AMI id, or resolved from SSM at each launch."""
-        return self.image_id or f"resolve:ssm:{self.image_ssm_parameter}"
 
     @property
     def drain_deadline_s(self) -> int:

@@ -20,8 +20,10 @@ from infra.stack.network import Network, NetworkProps
 from infra.stack.observability import (
     SCALE_IN_ALARM,
     SCALE_OUT_ALARM,
+    UNHEALTHY_HOST_ALARM,
     Observability,
     ObservabilityProps,
+    alarm_name,
 )
 from infra.stack.scaling import Scaling, ScalingProps
 from infra.stack.schedule import Schedule, ScheduleProps
@@ -29,8 +31,6 @@ from infra.stack.settings import StackSettings
 
 # The same JSON must init offline against the mirrored 5.100 and deploy with 6.x.
 AWS_PROVIDER_VERSION = ">= 5.100.0, < 7.0.0"
-# What the CloudWatch agent baked into the image publishes GPU metrics under (ami/cloudwatch).
-AGENT_NAMESPACE = "FinSight/Serving"
 
 
 def stack_name(settings: StackSettings) -> str:
@@ -52,6 +52,8 @@ class FleetStack(TerraformStack):
     autoscaling_group_name: str
     autoscaling_group_arn: str
     alarm_topic_arn: str
+    # The deployed name of every alarm in this stack.
+    alarm_names: tuple[str, ...]
 
     def __init__(
         self, scope: Construct, settings: StackSettings, policy: FleetPolicy = FLEET_POLICY
@@ -122,7 +124,8 @@ class FleetStack(TerraformStack):
                 alb_security_group_id=self.load_balancer.security_group_id,
                 target_group_arn=self.load_balancer.target_group_arn,
                 instance_type=settings.instance_type,
-                image=settings.image,
+                image_ssm_parameter=settings.image_ssm_parameter,
+                image_id=settings.image_id,
                 root_volume_gb=settings.root_volume_gb,
                 min_size=self.rules.min_capacity,
                 max_size=self.rules.max_capacity,
@@ -131,12 +134,14 @@ class FleetStack(TerraformStack):
                 warm_pool=settings.warm_pool,
                 warm_pool_size=settings.warm_pool_size,
                 cloudwatch_namespace=settings.cloudwatch_namespace,
-                agent_namespace=AGENT_NAMESPACE,
                 model_location=settings.model_location,
                 model_bucket=settings.model_bucket,
                 model_prefix=settings.model_prefix,
                 tenants_secret_arn=settings.tenants_secret_arn,
                 drain_deadline_s=settings.drain_deadline_s,
+                # A new instance failing its readiness probe stops the rollout and undoes it.
+                # The name, not the resource: the alarm is created once, before any refresh.
+                rollback_alarm_names=(alarm_name(name, UNHEALTHY_HOST_ALARM),),
             ),
         )
         self.autoscaling_group_name = self.fleet.autoscaling_group_name
@@ -148,7 +153,6 @@ class FleetStack(TerraformStack):
                 name=name,
                 region=settings.region,
                 namespace=settings.cloudwatch_namespace,
-                agent_namespace=AGENT_NAMESPACE,
                 autoscaling_group_name=self.autoscaling_group_name,
                 load_balancer_arn_suffix=self.load_balancer.arn_suffix,
                 target_group_arn_suffix=self.load_balancer.target_group_arn_suffix,
@@ -192,6 +196,9 @@ class FleetStack(TerraformStack):
                     log_retention_days=settings.log_retention_days,
                 ),
             )
+        self.alarm_names = tuple(self.observability.alarm_names.values()) + (
+            tuple(self.market_calendar.alarm_names.values()) if self.market_calendar else ()
+        )
         TerraformOutput(self, "api_dns_name", value=self.load_balancer.dns_name)
         TerraformOutput(self, "autoscaling_group_name", value=self.autoscaling_group_name)
         TerraformOutput(self, "alarm_topic_arn", value=self.alarm_topic_arn)

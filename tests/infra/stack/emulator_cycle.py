@@ -3,9 +3,11 @@
     python emulator_cycle.py STACK_DIR REPORT_JSON
 
 Brings loopback up, starts moto_server on 127.0.0.1, imports a self-signed certificate
-into its ACM and publishes the image id to its SSM, writes `emulator_override.tf.json`
-beside the untouched `cdk.tf.json`, runs terraform init/plan/apply, reads back what AWS
-now holds with boto3 into REPORT_JSON, and destroys. The test asserts on the report.
+into its ACM and publishes the image id to its SSM (the stack reads it at plan time),
+writes `emulator_override.tf.json` beside the untouched `cdk.tf.json`, runs terraform
+init/plan/apply, reads back what AWS now holds with boto3 into REPORT_JSON, publishes a
+second image id and plans again (the rollout a new image causes), and destroys. The test
+asserts on the report.
 Nothing here can reach beyond 127.0.0.1: the network namespace has only loopback.
 """
 
@@ -136,6 +138,30 @@ def terraform(workdir: Path, command: str, *args: str, timeout: float = 600) -> 
     return time.monotonic() - began
 
 
+def planned_changes(workdir: Path, plan: str) -> list[dict[str, Any]]:
+    """Each resource the saved plan changes: its type, actions, and before/after values."""
+    shown = json.loads(
+        subprocess.run(
+            ["terraform", "show", "-json", plan],
+            cwd=workdir,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    return [
+        {
+            "type": change["type"],
+            "actions": change["change"]["actions"],
+            "before": change["change"]["before"],
+            "after": change["change"]["after"],
+            "after_unknown": change["change"]["after_unknown"],
+        }
+        for change in shown.get("resource_changes", [])
+        if change["change"]["actions"] != ["no-op"]
+    ]
+
+
 def observe(session: boto3.Session, endpoint: str, stack: dict[str, Any]) -> dict[str, Any]:
     def client(name: str) -> Any:
         return session.client(name, endpoint_url=endpoint)  # type: ignore[call-overload]
@@ -166,12 +192,21 @@ def observe(session: boto3.Session, endpoint: str, stack: dict[str, Any]) -> dic
         for listener in listeners
         for rule in elbv2.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]
     ]
+    ec2 = client("ec2")
+    templates = [
+        version
+        for group in groups
+        for version in ec2.describe_launch_template_versions(
+            LaunchTemplateId=group["LaunchTemplate"]["LaunchTemplateId"]
+        )["LaunchTemplateVersions"]
+    ]
     dashboards = client("cloudwatch").list_dashboards()["DashboardEntries"]
     functions = client("lambda").list_functions()["Functions"]
     return json.loads(
         json.dumps(
             {
                 "groups": groups,
+                "launch_template_versions": templates,
                 "policies": policies,
                 "scheduled_actions": actions,
                 "lifecycle_hooks": hooks,
@@ -213,11 +248,12 @@ def main(stack_dir: Path, report_path: Path) -> int:
         certificate_arn = session.client("acm", endpoint_url=endpoint).import_certificate(
             Certificate=certificate, PrivateKey=key
         )["CertificateArn"]
-        image_id = session.client("ec2", endpoint_url=endpoint).describe_images()["Images"][0][
-            "ImageId"
-        ]
+        images = session.client("ec2", endpoint_url=endpoint).describe_images()["Images"]
+        image_id, next_image_id = images[0]["ImageId"], images[1]["ImageId"]
+        report["image_id"], report["next_image_id"] = image_id, next_image_id
+        ssm = session.client("ssm", endpoint_url=endpoint)
         # What the image build's publish step does after baking an AMI.
-        session.client("ssm", endpoint_url=endpoint).put_parameter(
+        ssm.put_parameter(
             Name=IMAGE_PARAMETER, Value=image_id, Type="String", DataType="aws:ec2:image"
         )
         stack = json.loads((workdir / "cdk.tf.json").read_text())
@@ -244,6 +280,16 @@ def main(stack_dir: Path, report_path: Path) -> int:
             ]
         )
         report["observed"] = observe(session, endpoint, stack)
+        # The next image build publishes another AMI: the next deploy must roll it out.
+        ssm.put_parameter(
+            Name=IMAGE_PARAMETER,
+            Value=next_image_id,
+            Type="String",
+            DataType="aws:ec2:image",
+            Overwrite=True,
+        )
+        report["rollout_plan_s"] = terraform(workdir, "plan", "-out=rollout.bin")
+        report["rollout_changes"] = planned_changes(workdir, "rollout.bin")
         report["destroy_s"] = terraform(workdir, "destroy", "-auto-approve")
         report["after_destroy_groups"] = len(
             session.client("autoscaling", endpoint_url=endpoint).describe_auto_scaling_groups()[

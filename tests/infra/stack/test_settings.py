@@ -16,7 +16,7 @@ def test_each_environment_has_its_own_defaults() -> None:
     assert dev.state_bucket is None and prod.state_bucket is not None
     assert prod.warm_pool and not dev.warm_pool
     assert dev.vpc_cidr != prod.vpc_cidr
-    assert dev.image == "resolve:ssm:/finsight/ami/latest"
+    assert (dev.image_ssm_parameter, dev.image_id) == ("/finsight/ami/latest", None)
     assert (prod.model_bucket, prod.model_prefix) == (
         "finsight-models-123456789012",
         "llama-3.1-8b-instruct/",

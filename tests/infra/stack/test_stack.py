@@ -9,19 +9,31 @@ import re
 from typing import Any
 
 import pytest
+from cdktn import App
 
+from infra.main import TARGET_VERSIONS
 from infra.policy import FLEET_POLICY, cold_start, effective_schedule
 from infra.policy.aws_rules import compile_scaling_rules
 from infra.stack.fleet import GATEWAY_ENV_PATH, VLLM_ENV_PATH
-from infra.stack.observability import ALARMS, PAGING_ALARMS, SCALING_ALARMS, alarm_name
+from infra.stack.market_calendar import CALENDAR_ALARMS
+from infra.stack.observability import (
+    ALARMS,
+    ALL_ALARMS,
+    PAGING_ALARMS,
+    SCALING_ALARMS,
+    UNHEALTHY_HOST_ALARM,
+    alarm_name,
+)
 from infra.stack.settings import load_settings
-from infra.stack.stack import AWS_PROVIDER_VERSION
+from infra.stack.stack import AWS_PROVIDER_VERSION, FleetStack
 
 from .conftest import Synth
 
 Stack = dict[str, Any]
 RULES = compile_scaling_rules(FLEET_POLICY)
 REFERENCE = re.compile(r"^\$\{(aws_[a-z0-9_]+)\.([\w-]+)\.([a-z_]+)\}$")
+DATA_REFERENCE = re.compile(r"^\$\{data\.(aws_[a-z0-9_]+)\.([\w-]+)\.([a-z_]+)\}$")
+FIXED_IMAGE = "ami-0123456789abcdef0"
 
 
 def resources(stack: Stack, kind: str) -> dict[str, Any]:
@@ -182,6 +194,81 @@ def test_group_size_grace_and_warmup_come_from_the_policy_and_cold_start(stack: 
         assert group["warm_pool"]["pool_state"] == "Stopped"
 
 
+def test_the_image_is_resolved_at_deploy_from_the_parameter_the_image_build_publishes(
+    stack: Stack,
+) -> None:
+    settings = load_settings(stack_environment(stack))
+    _, template = one(stack, "aws_launch_template")
+    match = DATA_REFERENCE.match(template["image_id"])
+    assert match, template["image_id"]
+    kind, name, attribute = match.groups()
+    assert (kind, attribute) == ("aws_ssm_parameter", "insecure_value")
+    assert stack["data"]["aws_ssm_parameter"][name]["name"] == settings.image_ssm_parameter
+    assert "resolve:ssm" not in json.dumps(stack)
+
+
+def test_the_group_runs_the_templates_newest_numbered_version(stack: Stack) -> None:
+    # A new image makes a new version; the group's version changes with it, which is what
+    # makes the deploy start an instance refresh ($Latest would change nothing).
+    name, template = one(stack, "aws_launch_template")
+    _, group = one(stack, "aws_autoscaling_group")
+    assert group["launch_template"] == {
+        "id": ref("aws_launch_template", name, "id"),
+        "version": ref("aws_launch_template", name, "latest_version"),
+    }
+    assert template["update_default_version"] is True
+
+
+def test_a_refresh_keeps_capacity_and_rolls_back_on_the_unhealthy_host_alarm(
+    stack: Stack,
+) -> None:
+    _, group = one(stack, "aws_autoscaling_group")
+    refresh = group["instance_refresh"]
+    assert refresh["strategy"] == "Rolling"
+    preferences = refresh["preferences"]
+    assert preferences["min_healthy_percentage"] == 100
+    # A lone instance may become two, so it is replaced before it goes; AWS allows at most
+    # 100 points between the two percentages.
+    maximum = preferences["max_healthy_percentage"]
+    assert 1 * maximum // 100 >= 2 and maximum - preferences["min_healthy_percentage"] <= 100
+    assert preferences["instance_warmup"] == str(cold_start.instance_warmup_s())
+    assert preferences["skip_matching"] is True
+    assert preferences["auto_rollback"] is True
+    name = f"finsight-serving-{stack_environment(stack)}"
+    [alarm] = preferences["alarm_specification"]["alarms"]
+    assert alarm == alarm_name(name, UNHEALTHY_HOST_ALARM)
+    assert alarm in fleet_alarms(stack)
+
+
+@pytest.fixture(scope="module")
+def fixed_image(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    """A stack given an AMI id instead of the parameter (and no calendar, to stay small)."""
+    outdir = tmp_path_factory.mktemp("fixed-image")
+    app = App(outdir=str(outdir), context={"targetVersions": TARGET_VERSIONS})
+    settings = load_settings(
+        "dev", image_ssm_parameter=None, image_id=FIXED_IMAGE, market_calendar=False
+    )
+    FleetStack(app, settings)
+    app.synth()
+    path = outdir / "stacks" / "finsight-serving-dev" / "cdk.tf.json"
+    loaded: Stack = json.loads(path.read_text())
+    return loaded
+
+
+def test_a_fixed_ami_id_goes_into_the_template_as_it_is(fixed_image: Stack) -> None:
+    _, template = one(fixed_image, "aws_launch_template")
+    assert template["image_id"] == FIXED_IMAGE
+    assert "aws_ssm_parameter" not in fixed_image.get("data", {})
+    name, _ = one(fixed_image, "aws_launch_template")
+    _, group = one(fixed_image, "aws_autoscaling_group")
+    assert group["launch_template"]["version"] == ref("aws_launch_template", name, "latest_version")
+    # Without the calendar function the stack deploys exactly the fleet's own alarms.
+    deployed = {
+        b["alarm_name"] for b in resources(fixed_image, "aws_cloudwatch_metric_alarm").values()
+    }
+    assert deployed == {alarm_name("finsight-serving-dev", alarm) for alarm in ALARMS}
+
+
 def test_launch_template_requires_imdsv2_and_encrypts_the_root_volume(stack: Stack) -> None:
     _, template = one(stack, "aws_launch_template")
     assert template["metadata_options"]["http_tokens"] == "required"
@@ -230,10 +317,10 @@ def test_instance_role_is_least_privilege(stack: Stack) -> None:
         )
         assert all("*" not in action for action in actions)
     metrics = statements["PublishOwnMetrics"]
-    assert (
-        settings.cloudwatch_namespace
-        in metrics["Condition"]["StringEquals"]["cloudwatch:namespace"]
-    )
+    # One namespace: the gateways' scaling metrics and the image's agent's GPU metrics.
+    assert metrics["Condition"]["StringEquals"] == {
+        "cloudwatch:namespace": settings.cloudwatch_namespace
+    }
     assert statements["ReadTenants"]["Resource"] == settings.tenants_secret_arn
     _, group = one(stack, "aws_autoscaling_group")
     assert statements["CompleteOwnDrain"]["Resource"].endswith(
@@ -248,6 +335,16 @@ def test_alarm_names_are_the_listed_ones(stack: Stack) -> None:
     name = f"finsight-serving-{stack_environment(stack)}"
     assert set(fleet_alarms(stack)) == {alarm_name(name, alarm) for alarm in ALARMS}
     assert len(set(ALARMS)) == len(ALARMS)
+
+
+def test_every_alarm_the_stack_deploys_is_in_the_one_list(stack: Stack, synth: Synth) -> None:
+    environment = stack_environment(stack)
+    name = f"finsight-serving-{environment}"
+    deployed = [b["alarm_name"] for b in resources(stack, "aws_cloudwatch_metric_alarm").values()]
+    assert len(deployed) == len(set(deployed))
+    assert set(deployed) == {alarm_name(name, alarm) for alarm in ALL_ALARMS}
+    assert set(deployed) == set(synth.stacks[environment].alarm_names)
+    assert len(set(ALL_ALARMS)) == len(ALL_ALARMS) == len(ALARMS) + len(CALENDAR_ALARMS)
 
 
 def test_every_alarm_action_is_a_real_policy_or_topic(stack: Stack) -> None:
@@ -368,6 +465,15 @@ def test_dashboard_tells_the_scaling_story(stack: Stack) -> None:
         "by bin(1m), tenant",
     ):
         assert needle in text, needle
+    # Every CloudWatch metric of ours is read from the stack's one namespace.
+    settings = load_settings(stack_environment(stack))
+    namespaces = {
+        line[0]
+        for widget in body["widgets"]
+        for line in widget["properties"].get("metrics", [])
+        if not line[0].startswith("AWS/")
+    }
+    assert namespaces == {settings.cloudwatch_namespace}
     [signal] = [w for w in body["widgets"] if "OngoingRequests" in json.dumps(w)]
     lines = [a["value"] for a in signal["properties"]["annotations"]["horizontal"]]
     assert RULES.scale_out.alarm.threshold in lines
