@@ -57,6 +57,7 @@ class Admission:
                 "This instance is draining; retry on another instance.",
                 "service_unavailable",
                 retry_after_s=self._retry_after_s,
+                shed_reason="draining",
             )
         if self.ongoing >= self.max_ongoing_requests:
             self._on_shed("instance_full")
@@ -66,6 +67,7 @@ class Admission:
                 "requests; retry shortly.",
                 "service_unavailable",
                 retry_after_s=self._retry_after_s,
+                shed_reason="instance_full",
             )
         used = self._per_tenant.get(tenant.id, 0)
         if used >= tenant.max_concurrent_requests:
@@ -76,6 +78,7 @@ class Admission:
                 f"{tenant.max_concurrent_requests} per instance); retry shortly.",
                 "rate_limit_exceeded",
                 retry_after_s=self._retry_after_s,
+                shed_reason="tenant_limit",
             )
         self._per_tenant[tenant.id] = used + 1
         self.ongoing += 1

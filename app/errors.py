@@ -19,6 +19,7 @@ class GatewayError(Exception):
         *,
         param: str | None = None,
         retry_after_s: int | None = None,
+        shed_reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -26,6 +27,8 @@ class GatewayError(Exception):
         self.kind = kind
         self.param = param
         self.retry_after_s = retry_after_s
+        # Set on refusals that protect capacity (the `reason` of gateway_requests_shed_total).
+        self.shed_reason = shed_reason
 
 
 def error_response(

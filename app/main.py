@@ -14,11 +14,12 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from fastapi import FastAPI
 
+from app.access import AccessLog
 from app.admission import Admission
 from app.circuit import CircuitBreaker
 from app.cloudwatch import CloudWatchPublisher
@@ -28,6 +29,7 @@ from app.fast_path import GenerationFastPath
 from app.gateway import Gateway
 from app.imds import InstanceMetadata, LifecycleWatcher
 from app.lifecycle import LifecycleCompleter
+from app.logs import configure_logging
 from app.metrics import GatewayMetrics
 from app.probe import ReadinessProbe
 from app.proxy import Proxy
@@ -60,6 +62,7 @@ class Runtime:
     install_signal_handlers: bool = True
     exit_process: Callable[[], None] | None = None
     imds_transport: httpx.AsyncBaseTransport | None = None
+    log_stream: IO[str] | None = None  # None: stderr, which systemd appends to the log file
 
     def client(self, service: str, region: str | None) -> Any:
         if self.boto3_client is not None:
@@ -158,9 +161,7 @@ async def _reload_tenants_forever(gateway: Gateway) -> None:
 def create_app(settings: GatewaySettings | None = None, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or load_settings()
     runtime = runtime or Runtime()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, runtime.log_stream)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -231,6 +232,7 @@ def create_app(settings: GatewaySettings | None = None, runtime: Runtime | None 
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(GenerationFastPath)
+    app.add_middleware(AccessLog)  # added last: outermost, so it times the fast path too
     app.router.routes.extend(openai_api.generation_routes)
     app.include_router(openai_api.router)
     app.include_router(health.router)

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from app.access import access_record
 from app.admission import Ticket
 from app.circuit import CircuitBreaker
 from app.errors import GatewayError, render
@@ -135,6 +136,7 @@ class Proxy:
                 "The model server is failing; requests are refused until it recovers.",
                 "service_unavailable",
                 retry_after_s=max(retry_after_s, self._circuit.retry_after_s),
+                shed_reason="circuit_open",
             )
 
     async def _send(
@@ -262,13 +264,16 @@ class Proxy:
 
         ttft = self._metrics.ttft.labels(route)
         latency = self._metrics.latency.labels(route, "true")
+        record = access_record(request.scope)
 
         async def relay() -> AsyncGenerator[bytes, None]:
             first = True
             try:
                 async for chunk in upstream.chunks():
                     if first:
-                        ttft.observe(time.perf_counter() - started)
+                        first_token_s = time.perf_counter() - started
+                        ttft.observe(first_token_s)
+                        record.ttft_ms = round(first_token_s * 1000, 2)
                         first = False
                     yield chunk
             except UpstreamError as error:

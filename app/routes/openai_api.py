@@ -7,6 +7,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.access import access_record
 from app.deps import GatewayDep, TenantDep, get_gateway, get_tenant
 from app.errors import GatewayError
 from app.gateway import Gateway
@@ -47,9 +48,12 @@ async def _generate(
     request: Request, gateway: Gateway, tenant: Tenant, route: str, *, chat: bool
 ) -> Response:
     counter = gateway.metrics.requests
+    record = access_record(request.scope)
+    record.tenant = tenant.id
 
     def done(status: int) -> None:
         counter.labels(tenant.id, route, str(status)).inc()
+        record.status = status
 
     try:
         settings = gateway.settings
@@ -64,6 +68,7 @@ async def _generate(
         generation = validate_generation(
             raw, chat=chat, tenant=tenant, models=gateway.probe.models, max_n=settings.max_n
         )
+        record.stream = generation.stream
         ticket = gateway.admission.admit(tenant)
         try:
             gateway.proxy.check_circuit(settings.retry_after_s)
@@ -72,6 +77,7 @@ async def _generate(
             raise
     except GatewayError as error:
         done(error.status)
+        record.shed_reason = error.shed_reason
         raise
     return await gateway.proxy.forward(
         request, route, route, generation.body, generation.stream, ticket, done
@@ -101,7 +107,8 @@ generation_routes = [
 
 
 @router.get("/models")
-async def models(gateway: GatewayDep, tenant: TenantDep) -> Response:
+async def models(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
+    access_record(request.scope).tenant = tenant.id
     try:
         response = await gateway.proxy.passthrough_get("/v1/models")
     except GatewayError as error:

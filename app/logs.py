@@ -1,0 +1,81 @@
+"""The gateway's logs as JSON lines, one object per line, for CloudWatch Logs Insights.
+
+Every line has `time` (UTC, ISO 8601), `level`, `logger` and `message`; a call adds fields
+of its own with `extra={"fields": {...}}` (the access line does: `tenant`, `route`,
+`status`, ...). Logs Insights discovers the fields of JSON lines by itself, so the
+dashboard's per-tenant query can filter and group on `tenant` directly.
+uvicorn's own loggers are routed through the same handler, so the whole file is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import IO, Any
+
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+# httpx logs every request at info: the IMDS poll would write a line every few seconds.
+CHATTY_LOGGERS = ("httpx", "httpcore")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        created = time.gmtime(record.created)
+        entry: dict[str, Any] = {
+            "time": f"{time.strftime('%Y-%m-%dT%H:%M:%S', created)}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for name, value in fields.items():
+                entry.setdefault(name, value)  # a field never hides the four above
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str)
+
+
+class JsonLinesHandler(logging.StreamHandler[IO[str]]):
+    """Writes to the given stream, or to whatever `sys.stderr` is at the time of writing.
+
+    systemd appends the gateway's stderr to /var/log/finsight/gateway.log, which the
+    CloudWatch agent ships.
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._fixed_stream = stream
+        super().__init__(stream or sys.stderr)
+
+    @property
+    def stream(self) -> IO[str]:
+        return self._fixed_stream if self._fixed_stream is not None else sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass  # the stream is chosen in __init__
+
+
+def configure_logging(level: str, stream: IO[str] | None = None) -> None:
+    """Make the root logger write JSON lines at `level`; idempotent (one handler at most)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, JsonLinesHandler):
+            root.removeHandler(handler)
+    handler = JsonLinesHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # uvicorn configured its loggers with text handlers and its own level before calling
+    # the factory: GATEWAY_LOG_LEVEL governs them too.
+    for name in UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if level == "debug" else logging.WARNING)
