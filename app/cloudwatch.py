@@ -3,7 +3,9 @@
 `OngoingRequests` (requests in flight at this gateway) and `QueueDepth` (vLLM's waiting
 requests), dimensioned by AutoScalingGroupName so that the alarm's Average across
 instances reads "ongoing requests per instance". A failure is logged and retried later
-with back-off; it never touches serving.
+with back-off; it never touches serving. While the instance is not in service (a warm-pool
+instance being prepared, say: `should_publish` says so) nothing is sent, since its zeros
+would pull the group's average down.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class CloudWatchPublisher:
         interval_s: float,
         read_ongoing: Callable[[], float],
         read_queue_depth: Callable[[], float | None],
+        should_publish: Callable[[], bool] = lambda: True,
         max_backoff_s: float = 300.0,
     ) -> None:
         self._client = client
@@ -74,10 +77,22 @@ class CloudWatchPublisher:
         self._interval_s = interval_s
         self._read_ongoing = read_ongoing
         self._read_queue_depth = read_queue_depth
+        self._should_publish = should_publish
         self._max_backoff_s = max_backoff_s
         self.failures = 0
+        self.holding = False
 
     async def publish_once(self) -> bool:
+        """Send one period's datapoints; False if nothing was sent (held back or failed)."""
+        holding = not self._should_publish()
+        if holding != self.holding:
+            self.holding = holding
+            log.info(
+                "scaling signal %s",
+                "held back: this instance is not in service" if holding else "published again",
+            )
+        if holding:
+            return False
         data = scaling_datapoints(
             self._read_ongoing(),
             self._read_queue_depth(),

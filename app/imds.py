@@ -1,4 +1,10 @@
-"""EC2 instance metadata (IMDSv2): this instance's id and Auto Scaling lifecycle state."""
+"""EC2 instance metadata (IMDSv2): this instance's id and Auto Scaling lifecycle state.
+
+The target lifecycle state is one of the steady states `InService`, `Terminated`,
+`Standby`, `Detached` and, with a warm pool, `Warmed:Stopped`, `Warmed:Running`,
+`Warmed:Hibernated`, `Warmed:Terminated`: where the instance is headed, set as soon as it
+starts moving there.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,21 @@ log = logging.getLogger(__name__)
 TOKEN_TTL_S = 21_600
 LIFECYCLE_STATE_PATH = "/latest/meta-data/autoscaling/target-lifecycle-state"
 INSTANCE_ID_PATH = "/latest/meta-data/instance-id"
+
+IN_SERVICE = "InService"
+# Terminated from service, or from the warm pool (where the gateway runs while the
+# instance is prepared, or for good with a Running pool): drain and complete the hook.
+TERMINATION_STATES = frozenset({"Terminated", "Warmed:Terminated"})
+
+
+def counts_in_group_average(state: str | None) -> bool:
+    """Whether this instance's load belongs in the group's per-instance average.
+
+    Only an instance in service takes traffic. One being prepared for (or sitting in) the
+    warm pool, in standby or detached would add zeros that pull the average down and
+    trigger scale-in; an unknown state (no successful read yet) is not counted either.
+    """
+    return state == IN_SERVICE
 
 
 class InstanceMetadata:
@@ -50,7 +71,8 @@ class InstanceMetadata:
 
 
 class LifecycleWatcher:
-    """Polls the lifecycle state; on `Terminated`, calls `on_terminated` once and stops."""
+    """Polls the lifecycle state into `state`; on a termination, calls `on_terminated` once
+    and stops."""
 
     def __init__(
         self,
@@ -64,6 +86,7 @@ class LifecycleWatcher:
         self._on_terminated = on_terminated
         self._interval_s = interval_s
         self._max_backoff_s = max_backoff_s
+        self.state: str | None = None  # the last state read; kept while reads fail
 
     async def run(self) -> None:
         failures = 0
@@ -82,7 +105,10 @@ class LifecycleWatcher:
                 )
                 await asyncio.sleep(delay)
                 continue
-            if state == "Terminated":
-                self._on_terminated("lifecycle state Terminated")
+            if state != self.state:
+                log.info("lifecycle state: %s (was %s)", state, self.state or "unknown")
+                self.state = state
+            if state in TERMINATION_STATES:
+                self._on_terminated(f"lifecycle state {state}")
                 return
             await asyncio.sleep(self._interval_s)

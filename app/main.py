@@ -27,7 +27,7 @@ from app.drain import Drainer
 from app.errors import install_error_handlers
 from app.fast_path import GenerationFastPath
 from app.gateway import Gateway
-from app.imds import InstanceMetadata, LifecycleWatcher
+from app.imds import InstanceMetadata, LifecycleWatcher, counts_in_group_average
 from app.lifecycle import LifecycleCompleter
 from app.logs import configure_logging
 from app.metrics import GatewayMetrics
@@ -189,6 +189,12 @@ def create_app(settings: GatewaySettings | None = None, runtime: Runtime | None 
             loop.create_task(gateway.upstream_load.run(), name="upstream-load"),
             loop.create_task(_reload_tenants_forever(gateway), name="tenants-reload"),
         ]
+        watcher: LifecycleWatcher | None = None
+        if metadata is not None:
+            watcher = LifecycleWatcher(
+                metadata, gateway.drainer.begin, interval_s=settings.imds_poll_interval_s
+            )
+            tasks.append(loop.create_task(watcher.run(), name="lifecycle-watcher"))
         if settings.cloudwatch_enabled:
             assert settings.autoscaling_group_name
             publisher = CloudWatchPublisher(
@@ -199,13 +205,15 @@ def create_app(settings: GatewaySettings | None = None, runtime: Runtime | None 
                 interval_s=settings.cloudwatch_interval_s,
                 read_ongoing=lambda: gateway.admission.ongoing,
                 read_queue_depth=lambda: gateway.upstream_load.waiting,
+                # A warm-pool instance runs the gateway too, but must not count in the
+                # group's average: publish only while IMDS says InService.
+                should_publish=(
+                    (lambda: counts_in_group_average(watcher.state))
+                    if watcher is not None
+                    else (lambda: True)
+                ),
             )
             tasks.append(loop.create_task(publisher.run(), name="cloudwatch-publisher"))
-        if metadata is not None:
-            watcher = LifecycleWatcher(
-                metadata, gateway.drainer.begin, interval_s=settings.imds_poll_interval_s
-            )
-            tasks.append(loop.create_task(watcher.run(), name="lifecycle-watcher"))
         if runtime.install_signal_handlers:
             loop.add_signal_handler(signal.SIGTERM, gateway.drainer.begin, "SIGTERM")
             loop.add_signal_handler(

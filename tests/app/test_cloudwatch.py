@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
@@ -16,6 +17,7 @@ from app.cloudwatch import CloudWatchPublisher, scaling_datapoints
 from app.main import Runtime
 from app.metrics import GatewayMetrics
 from tests.app.stack import chat_body, running_stack
+from tests.fakes.fake_imds import FakeImds
 from tests.fakes.fake_vllm import FakeVllmConfig
 
 NAMESPACE = "FinSight/Test"
@@ -147,3 +149,59 @@ def test_a_failing_cloudwatch_never_affects_serving(tmp_path: Path) -> None:
             assert (await http.get("/health/ready")).status_code == 200
 
     asyncio.run(scenario())
+
+
+def test_nothing_is_published_while_held_back(aws_env: None) -> None:
+    in_service = False
+    with mock_aws():
+        client = boto3.client("cloudwatch", region_name="us-east-1")
+        publisher = CloudWatchPublisher(
+            client, GatewayMetrics(), namespace=NAMESPACE, autoscaling_group_name=GROUP,
+            interval_s=10, read_ongoing=lambda: 0, read_queue_depth=lambda: 0.0,
+            should_publish=lambda: in_service,
+        )  # fmt: skip
+        assert not asyncio.run(publisher.publish_once())
+        assert publisher.holding and publisher.failures == 0
+        assert publisher.next_delay_s() == 10  # holding back is no failure: no back-off
+        assert datapoints(client, "OngoingRequests") == []
+        in_service = True
+        assert asyncio.run(publisher.publish_once())
+        assert not publisher.holding
+        assert len(datapoints(client, "OngoingRequests")) == 1
+
+
+def test_a_warm_pool_instance_publishes_only_once_in_service(tmp_path: Path, aws_env: None) -> None:
+    imds = FakeImds()
+    # GIVEN an instance being prepared for the warm pool: the gateway runs, idle
+    imds.lifecycle_state = "Warmed:Stopped"
+
+    async def scenario(client: Any) -> None:
+        runtime = Runtime(
+            boto3_client=lambda service, region_name: client,
+            install_signal_handlers=False,
+            exit_process=lambda: None,
+            imds_transport=httpx.ASGITransport(app=imds.app),
+        )
+        async with running_stack(
+            tmp_path, runtime=runtime, cloudwatch_enabled=True, lifecycle_watch_enabled=True,
+            lifecycle_hook_name="finsight-drain", autoscaling_group_name=GROUP,
+            cloudwatch_namespace=NAMESPACE, cloudwatch_interval_s=0.05,
+            imds_poll_interval_s=0.05,
+        ) as stack:  # fmt: skip
+            reads = imds.reads
+            await asyncio.sleep(0.5)  # ten periods
+            # THEN it publishes nothing while its target state is Warmed:*
+            assert imds.reads > reads
+            assert datapoints(client, "OngoingRequests") == []
+            assert datapoints(client, "QueueDepth") == []
+            assert not stack.gateway.drainer.draining
+            # WHEN it leaves the pool for service, THEN its datapoints arrive
+            imds.lifecycle_state = "InService"
+            async with asyncio.timeout(3):
+                while not datapoints(client, "OngoingRequests"):
+                    await asyncio.sleep(0.05)
+            assert datapoints(client, "QueueDepth")
+
+    with mock_aws():
+        client = boto3.client("cloudwatch", region_name="us-east-1")
+        asyncio.run(scenario(client))

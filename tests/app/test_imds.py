@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from app.imds import InstanceMetadata, LifecycleWatcher
+from app.imds import InstanceMetadata, LifecycleWatcher, counts_in_group_average
 from tests.fakes.fake_imds import FakeImds
 
 
@@ -41,3 +41,44 @@ def test_the_watcher_fires_once_on_terminated_and_backs_off_on_errors() -> None:
         await metadata.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_watcher_keeps_the_state_and_drains_a_warm_pool_instance_terminated() -> None:
+    async def scenario() -> None:
+        imds = FakeImds()
+        imds.lifecycle_state = "Warmed:Running"
+        metadata = InstanceMetadata("http://169.254.169.254", httpx.ASGITransport(app=imds.app))
+        fired: list[str] = []
+        watcher = LifecycleWatcher(metadata, fired.append, interval_s=0.01)
+        assert watcher.state is None and not counts_in_group_average(watcher.state)
+        task = asyncio.ensure_future(watcher.run())
+        async with asyncio.timeout(2):
+            while watcher.state is None:
+                await asyncio.sleep(0.01)
+        assert watcher.state == "Warmed:Running"
+        assert not counts_in_group_average(watcher.state)
+        # A failed read keeps the last state known.
+        imds.fail = True
+        reads = imds.reads
+        async with asyncio.timeout(2):
+            while imds.reads == reads:
+                await asyncio.sleep(0.01)
+        assert watcher.state == "Warmed:Running"
+        imds.fail = False
+        imds.lifecycle_state = "InService"
+        async with asyncio.timeout(2):
+            while watcher.state != "InService":
+                await asyncio.sleep(0.01)
+        assert counts_in_group_average(watcher.state) and not fired
+        imds.lifecycle_state = "Warmed:Terminated"
+        await asyncio.wait_for(task, 2)
+        assert fired == ["lifecycle state Warmed:Terminated"]
+        await metadata.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_only_an_instance_in_service_counts_in_the_group_average() -> None:
+    states = ["InService", "Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated",
+              "Warmed:Terminated", "Standby", "Detached", "Terminated", None]  # fmt: skip
+    assert [state for state in states if counts_in_group_average(state)] == ["InService"]
