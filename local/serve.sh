@@ -54,7 +54,7 @@ done
 
 mkdir -p "$STATE_DIR"
 local/vllm_venv.sh
-if [[ ! -f "$MODEL_DIR/config.json" ]]; then
+if [[ ! -f "$MODEL_DIR/finsight_model.json" ]]; then
     say "making the tiny model in $MODEL_DIR (first run only)"
     .venv-vllm/bin/python local/make_tiny_model.py --out "$MODEL_DIR" --name "$MODEL_NAME"
 fi

