@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -243,6 +244,43 @@ def test_gateway_stop_outlasts_the_drain_deadline(gateway_unit: Unit) -> None:
     assert value(gateway_unit, "Service", "KillSignal") == "SIGTERM"
     # SIGTERM to the main process only: uvicorn drains; its children must not die first.
     assert value(gateway_unit, "Service", "KillMode") == "mixed"
+
+
+# systemd.service(5): besides exit 0, these signals end a (non-oneshot) service cleanly.
+SYSTEMD_CLEAN_SIGNALS = {signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE}
+
+
+def _restarted_after(unit: Unit, returncode: int) -> bool:
+    """Whether systemd restarts the unit after its main process ends with `returncode`
+    (Popen's convention: negative for death by that signal), per systemd.service(5)."""
+    success = {
+        word for entry in values(unit, "Service", "SuccessExitStatus") for word in entry.split()
+    }
+    if returncode >= 0:
+        clean = returncode == 0 or str(returncode) in success
+    else:
+        sig = signal.Signals(-returncode)
+        clean = sig in SYSTEMD_CLEAN_SIGNALS or {sig.name, sig.name[3:]} & success != set()
+    restart = value(unit, "Service", "Restart")
+    if restart == "on-failure":
+        return not clean
+    if restart in ("always", "no"):
+        return restart == "always"
+    raise AssertionError(f"Restart={restart} is not modelled here")
+
+
+def test_a_finished_drain_is_not_restarted_but_a_crash_is(gateway_unit: Unit) -> None:
+    # A drain (SIGTERM from systemd, or the IMDS lifecycle state turning Terminated) ends
+    # the process with exit 0 or by SIGTERM: test_gateway_unit_start and the drain tests
+    # accept exactly these. A restart on a terminating instance would drain all over again.
+    for returncode in (0, -signal.SIGTERM):
+        assert not _restarted_after(gateway_unit, returncode), returncode
+    # A crash, the OOM killer's SIGKILL, a segfault or an abort: systemd starts it again.
+    for returncode in (1, 3, -signal.SIGKILL, -signal.SIGSEGV, -signal.SIGABRT):
+        assert _restarted_after(gateway_unit, returncode), returncode
+    assert "SIGTERM" in value(gateway_unit, "Service", "SuccessExitStatus").split()
+    # Restarts are bounded: a gateway that cannot start stops being restarted.
+    assert int(value(gateway_unit, "Unit", "StartLimitBurst")) >= 1
 
 
 def test_gateway_env_example_is_accepted_by_the_settings(
