@@ -19,7 +19,8 @@ from .test_terraform import terraform_env
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CYCLE = Path(__file__).with_name("emulator_cycle.py")
 # Measured 120-180 s for init, plan, apply and destroy of the dev stack (66 resources) on
-# 2 busy cores; well under pytest's own 900 s limit so that a hang fails with its output.
+# 2 busy cores, plus 20-40 s for the rollout plan; well under pytest's own 900 s limit so
+# that a hang fails with its output.
 HARD_TIMEOUT_S = 600
 # Resources moto reads back differently from what was applied, so every plan updates them.
 EMULATOR_DRIFT = {"aws_autoscaling_policy", "aws_lambda_function"}

@@ -84,6 +84,12 @@ def test_function_environment_names_the_group_and_carries_the_policy(
     assert deployed == FLEET_POLICY
 
 
+def test_function_metrics_go_to_the_stacks_one_namespace(prod: dict[str, Any]) -> None:
+    _, function = only(prod, "aws_lambda_function")
+    namespace = function["environment"]["variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    assert namespace == load_settings("prod").cloudwatch_namespace
+
+
 def test_function_role_writes_only_to_the_fleet_group(prod: dict[str, Any]) -> None:
     role, _ = only(prod, "aws_iam_role", contains="market-calendar_role")
     _, policy = only(prod, "aws_iam_role_policy", contains="market-calendar_permissions")
