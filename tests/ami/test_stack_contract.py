@@ -24,7 +24,6 @@ from tests.ami.unitfile import (
     unit_environment,
 )
 
-
 STACK_NAMESPACE = StackSettings.model_fields["cloudwatch_namespace"].default
 
 
