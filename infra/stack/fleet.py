@@ -73,10 +73,11 @@ GROUP_METRICS = (
     "WarmPoolDesiredCapacity",
 )
 # Instance refresh for a fleet of 1-4: keep every serving instance until its replacement is
-# ready (min 100 %), and allow one extra instance per serving one (max 200 %), the least that
-# still lets a lone instance be replaced. With at most 4 instances the whole group is then
-# replaced in one batch, one warm-up long, instead of one cold start after another; the cost
-# is up to twice the instances for those minutes. AWS allows at most 100 points between them.
+# ready (min 100 %), and allow one extra instance per serving one (max 200 %), so that even
+# a lone instance gets its replacement first (1 x 200 % = 2). With at most 4 instances the
+# group is replaced in one batch, one warm-up long, instead of one cold start after another;
+# the cost is up to twice the instances for those minutes. AWS allows at most 100 points
+# between the two.
 REFRESH_MIN_HEALTHY_PERCENT = 100
 REFRESH_MAX_HEALTHY_PERCENT = 200
 
