@@ -42,9 +42,17 @@ class Admission:
         self._on_shed = on_shed
         self._on_change = on_change
         self.ongoing = 0
+        self._peak = 0
         self._per_tenant: dict[str, int] = {}
         self.draining = False
         self._idle: asyncio.Event | None = None
+
+    def take_peak(self) -> int:
+        """The most requests in flight at once since the last call (at least the current
+        count): what a sampler would miss between two samples."""
+        peak = max(self._peak, self.ongoing)
+        self._peak = self.ongoing
+        return peak
 
     def tenant_ongoing(self, tenant_id: str) -> int:
         return self._per_tenant.get(tenant_id, 0)
@@ -82,6 +90,8 @@ class Admission:
             )
         self._per_tenant[tenant.id] = used + 1
         self.ongoing += 1
+        if self.ongoing > self._peak:
+            self._peak = self.ongoing
         self._on_change(self.ongoing)
         return Ticket(self, tenant.id)
 

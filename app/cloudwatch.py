@@ -2,10 +2,14 @@
 
 `OngoingRequests` (requests in flight at this gateway) and `QueueDepth` (vLLM's waiting
 requests), dimensioned by AutoScalingGroupName so that the alarm's Average across
-instances reads "ongoing requests per instance". A failure is logged and retried later
-with back-off; it never touches serving. While the instance is not in service (a warm-pool
-instance being prepared, say: `should_publish` says so) nothing is sent, since its zeros
-would pull the group's average down.
+instances reads "ongoing requests per instance". `OngoingRequests` is sampled every second
+and sent once a period as a statistic set (SampleCount, Sum, Minimum, Maximum): its
+Average is the period's, not one instant's, and its Maximum is the most requests in flight
+at any moment of the period (admission keeps the peak between samples), so a short burst
+is never missed. A failure is logged and retried later with back-off; it never touches
+serving. While the instance is not in service (a warm-pool instance being prepared, say:
+`should_publish` says so) nothing is sent, since its zeros would pull the group's average
+down.
 """
 
 from __future__ import annotations
@@ -13,20 +17,54 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.metrics import GatewayMetrics
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
-    from mypy_boto3_cloudwatch.type_defs import MetricDatumTypeDef
+    from mypy_boto3_cloudwatch.type_defs import MetricDatumTypeDef, StatisticSetTypeDef
 
 log = logging.getLogger(__name__)
 
+SAMPLE_INTERVAL_S = 1.0
+# A timer may fire a hair before its deadline: not a reason for one more sample.
+EARLY_WAKE_S = 0.001
+
+
+@dataclass
+class PeriodSamples:
+    """One period of `OngoingRequests`: its samples, and the peak seen between them."""
+
+    count: int = 0
+    total: float = 0.0
+    minimum: float = math.inf
+    maximum: float = -math.inf
+
+    def add(self, value: float, peak: float | None = None) -> None:
+        self.count += 1
+        self.total += value
+        self.minimum = min(self.minimum, value)
+        self.maximum = max(self.maximum, value, value if peak is None else peak)
+
+    @property
+    def average(self) -> float:
+        return self.total / self.count
+
+    def statistic_set(self) -> StatisticSetTypeDef:
+        return {
+            "SampleCount": float(self.count),
+            "Sum": self.total,
+            "Minimum": self.minimum,
+            "Maximum": self.maximum,
+        }
+
 
 def scaling_datapoints(
-    ongoing_requests: float,
+    ongoing_requests: PeriodSamples,
     queue_depth: float | None,
     autoscaling_group_name: str,
     timestamp: dt.datetime,
@@ -37,7 +75,7 @@ def scaling_datapoints(
             "MetricName": "OngoingRequests",
             "Dimensions": dimensions,  # type: ignore[typeddict-item]
             "Timestamp": timestamp,
-            "Value": float(ongoing_requests),
+            "StatisticValues": ongoing_requests.statistic_set(),
             "Unit": "Count",
             "StorageResolution": 1,
         }
@@ -67,7 +105,9 @@ class CloudWatchPublisher:
         interval_s: float,
         read_ongoing: Callable[[], float],
         read_queue_depth: Callable[[], float | None],
+        read_ongoing_peak: Callable[[], float] | None = None,
         should_publish: Callable[[], bool] = lambda: True,
+        sample_interval_s: float = SAMPLE_INTERVAL_S,
         max_backoff_s: float = 300.0,
     ) -> None:
         self._client = client
@@ -76,14 +116,30 @@ class CloudWatchPublisher:
         self._group = autoscaling_group_name
         self._interval_s = interval_s
         self._read_ongoing = read_ongoing
+        self._read_ongoing_peak = read_ongoing_peak
         self._read_queue_depth = read_queue_depth
         self._should_publish = should_publish
+        self._sample_interval_s = min(sample_interval_s, interval_s)
         self._max_backoff_s = max_backoff_s
+        self._samples = PeriodSamples()
         self.failures = 0
         self.holding = False
 
+    def sample(self) -> None:
+        """Take one sample of the requests in flight (and the peak since the last one)."""
+        self._sample_into(self._samples)
+
+    def _sample_into(self, samples: PeriodSamples) -> None:
+        peak = self._read_ongoing_peak() if self._read_ongoing_peak is not None else None
+        samples.add(float(self._read_ongoing()), peak)
+
     async def publish_once(self) -> bool:
-        """Send one period's datapoints; False if nothing was sent (held back or failed)."""
+        """Send the period's datapoints; False if nothing was sent (held back or failed).
+
+        The period's samples are spent either way: a period that could not be sent is
+        lost rather than folded into the next one.
+        """
+        samples, self._samples = self._samples, PeriodSamples()
         holding = not self._should_publish()
         if holding != self.holding:
             self.holding = holding
@@ -93,8 +149,10 @@ class CloudWatchPublisher:
             )
         if holding:
             return False
+        if not samples.count:  # called before any sample of the period was taken
+            self._sample_into(samples)
         data = scaling_datapoints(
-            self._read_ongoing(),
+            samples,
             self._read_queue_depth(),
             self._group,
             dt.datetime.now(dt.UTC),
@@ -118,6 +176,11 @@ class CloudWatchPublisher:
         return min(backoff, self._max_backoff_s)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        publish_at = loop.time() + self.next_delay_s()
         while True:
-            await asyncio.sleep(self.next_delay_s())
-            await self.publish_once()
+            await asyncio.sleep(max(0.0, min(self._sample_interval_s, publish_at - loop.time())))
+            self.sample()
+            if loop.time() >= publish_at - EARLY_WAKE_S:
+                await self.publish_once()
+                publish_at = loop.time() + self.next_delay_s()

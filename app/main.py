@@ -204,6 +204,7 @@ def create_app(settings: GatewaySettings | None = None, runtime: Runtime | None 
                 autoscaling_group_name=settings.autoscaling_group_name,
                 interval_s=settings.cloudwatch_interval_s,
                 read_ongoing=lambda: gateway.admission.ongoing,
+                read_ongoing_peak=gateway.admission.take_peak,
                 read_queue_depth=lambda: gateway.upstream_load.waiting,
                 # A warm-pool instance runs the gateway too, but must not count in the
                 # group's average: publish only while IMDS says InService.

@@ -48,3 +48,18 @@ def test_draining_refuses_everyone_and_wait_idle_returns_when_the_last_leaves() 
         await asyncio.wait_for(waiter, 1)
 
     asyncio.run(scenario())
+
+
+def test_the_peak_between_two_reads_is_kept() -> None:
+    admission = Admission(10, retry_after_s=1)
+    assert admission.take_peak() == 0
+    tickets = [admission.admit(GLOBEX) for _ in range(4)]
+    for ticket in tickets[1:]:
+        ticket.release()
+    # Four were in flight at once, though one is now: the sampler sees the four.
+    assert (admission.ongoing, admission.take_peak()) == (1, 4)
+    # The next read starts from what is in flight then.
+    assert admission.take_peak() == 1
+    tickets[0].release()
+    assert admission.take_peak() == 1
+    assert admission.take_peak() == 0

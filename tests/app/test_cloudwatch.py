@@ -13,9 +13,11 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from app.cloudwatch import CloudWatchPublisher, scaling_datapoints
+from app.admission import Admission
+from app.cloudwatch import CloudWatchPublisher, PeriodSamples, scaling_datapoints
 from app.main import Runtime
 from app.metrics import GatewayMetrics
+from app.tenants import Tenant
 from tests.app.stack import chat_body, running_stack
 from tests.fakes.fake_imds import FakeImds
 from tests.fakes.fake_vllm import FakeVllmConfig
@@ -31,7 +33,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
-def datapoints(client: Any, name: str) -> list[dict[str, Any]]:
+def datapoints(client: Any, name: str, period_s: int = 1) -> list[dict[str, Any]]:
     now = dt.datetime.now(dt.UTC)
     answer = client.get_metric_statistics(
         Namespace=NAMESPACE,
@@ -39,8 +41,8 @@ def datapoints(client: Any, name: str) -> list[dict[str, Any]]:
         Dimensions=[{"Name": "AutoScalingGroupName", "Value": GROUP}],
         StartTime=now - dt.timedelta(minutes=5),
         EndTime=now + dt.timedelta(minutes=1),
-        Period=1,
-        Statistics=["Maximum", "SampleCount"],
+        Period=period_s,
+        Statistics=["Average", "Maximum", "Minimum", "SampleCount"],
     )
     points: list[dict[str, Any]] = answer["Datapoints"]
     return points
@@ -48,13 +50,22 @@ def datapoints(client: Any, name: str) -> list[dict[str, Any]]:
 
 def test_datapoints_are_high_resolution_and_dimensioned_by_group() -> None:
     now = dt.datetime(2026, 11, 27, 15, 0, tzinfo=dt.UTC)
-    data = scaling_datapoints(7, 3.0, GROUP, now)
+    ongoing = PeriodSamples()
+    for value, peak in ((6, 6), (8, 11), (7, 8)):
+        ongoing.add(value, peak)
+    data = scaling_datapoints(ongoing, 3.0, GROUP, now)
     assert [d["MetricName"] for d in data] == ["OngoingRequests", "QueueDepth"]
     assert all(d["StorageResolution"] == 1 for d in data)
     assert all(d["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": GROUP}] for d in data)
-    assert [d["Value"] for d in data] == [7.0, 3.0]
+    # The period's samples as one statistic set; the peak between samples is its Maximum.
+    assert data[0]["StatisticValues"] == {
+        "SampleCount": 3.0, "Sum": 21.0, "Minimum": 6.0, "Maximum": 11.0,
+    }  # fmt: skip
+    assert "Value" not in data[0]
+    assert data[1]["Value"] == 3.0
     # Without a reading of vLLM's queue, only OngoingRequests is sent.
-    assert [d["MetricName"] for d in scaling_datapoints(1, None, GROUP, now)] == ["OngoingRequests"]
+    only = scaling_datapoints(ongoing, None, GROUP, now)
+    assert [d["MetricName"] for d in only] == ["OngoingRequests"]
 
 
 def test_publish_once_lands_in_cloudwatch(aws_env: None) -> None:
@@ -205,3 +216,67 @@ def test_a_warm_pool_instance_publishes_only_once_in_service(tmp_path: Path, aws
     with mock_aws():
         client = boto3.client("cloudwatch", region_name="us-east-1")
         asyncio.run(scenario(client))
+
+
+def test_the_period_average_and_a_burst_between_samples_reach_cloudwatch(aws_env: None) -> None:
+    acme = Tenant("acme", max_concurrent_requests=100, max_tokens=100)
+    admission = Admission(100, retry_after_s=1)
+    with mock_aws():
+        client = boto3.client("cloudwatch", region_name="us-east-1")
+        publisher = CloudWatchPublisher(
+            client, GatewayMetrics(), namespace=NAMESPACE, autoscaling_group_name=GROUP,
+            interval_s=10, read_ongoing=lambda: admission.ongoing, read_queue_depth=lambda: 0.0,
+            read_ongoing_peak=admission.take_peak,
+        )  # fmt: skip
+        # GIVEN a period of ten one-second samples: 2 in flight, then 4
+        steady = [admission.admit(acme) for _ in range(2)]
+        for second in range(10):
+            if second == 5:
+                steady += [admission.admit(acme) for _ in range(2)]
+            if second == 7:
+                # AND a burst of 9 more that comes and goes between two samples
+                burst = [admission.admit(acme) for _ in range(9)]
+                for ticket in burst:
+                    ticket.release()
+            publisher.sample()
+        assert asyncio.run(publisher.publish_once())
+        # THEN the datapoint carries the period's average, not its last instant, and the burst
+        (point,) = datapoints(client, "OngoingRequests", period_s=10)
+        assert point["SampleCount"] == 10
+        assert point["Average"] == 3.0
+        assert (point["Minimum"], point["Maximum"]) == (2.0, 13.0)
+        # AND the next period starts afresh: one sample of the 4 still in flight
+        assert asyncio.run(publisher.publish_once())
+        points = datapoints(client, "OngoingRequests", period_s=10)  # one, or two buckets
+        assert sum(p["SampleCount"] for p in points) == 11
+        assert sum(p["Average"] * p["SampleCount"] for p in points) == 2 * 5 + 4 * 5 + 4
+
+
+class RecordingCloudWatch:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def put_metric_data(self, **call: Any) -> dict[str, Any]:
+        self.calls.append(call)
+        return {}
+
+
+def test_the_publisher_samples_each_second_of_its_period() -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        client = RecordingCloudWatch()
+        publisher = CloudWatchPublisher(
+            client, GatewayMetrics(), namespace=NAMESPACE, autoscaling_group_name=GROUP,  # type: ignore[arg-type]
+            interval_s=0.2, sample_interval_s=0.02, read_ongoing=lambda: 1,
+            read_queue_depth=lambda: None,
+        )  # fmt: skip
+        task = asyncio.ensure_future(publisher.run())
+        async with asyncio.timeout(5):
+            while len(client.calls) < 3:
+                await asyncio.sleep(0.02)
+        task.cancel()
+        return client.calls
+
+    calls = asyncio.run(scenario())
+    counts = [call["MetricData"][0]["StatisticValues"]["SampleCount"] for call in calls]
+    # Ten samples a period (a loaded machine may slip one); never a single instant.
+    assert all(8 <= count <= 10 for count in counts), counts
