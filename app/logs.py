@@ -15,7 +15,10 @@ import sys
 import time
 from typing import IO, Any
 
-UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
+# The gateway writes its own access line (app.access), with the tenant; uvicorn's would
+# repeat it. A logger with no handler anywhere is skipped by uvicorn without formatting.
+UVICORN_ACCESS_LOGGER = "uvicorn.access"
 # httpx logs every request at info: the IMDS poll would write a line every few seconds.
 CHATTY_LOGGERS = ("httpx", "httpcore")
 
@@ -77,5 +80,8 @@ def configure_logging(level: str, stream: IO[str] | None = None) -> None:
         logger.handlers.clear()
         logger.setLevel(logging.NOTSET)
         logger.propagate = True
+    access = logging.getLogger(UVICORN_ACCESS_LOGGER)
+    access.handlers.clear()
+    access.propagate = False
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if level == "debug" else logging.WARNING)

@@ -52,6 +52,8 @@ def test_uvicorn_lines_go_through_the_same_handler() -> None:
     configure_logging("info", stream)  # idempotent: still one line per record
     logging.getLogger("uvicorn.error").info("Application startup complete.")
     logging.getLogger("httpx").info("HTTP Request: GET http://169.254.169.254/...")  # quiet
+    # uvicorn's access line would repeat the gateway's own (app.access): it is off.
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["message"] == "Application startup complete."
