@@ -24,10 +24,24 @@ CHATTY_LOGGERS = ("httpx", "httpcore")
 
 
 class JsonFormatter(logging.Formatter):
+    # One line per request is on the hot path: the encoder is built once (json.dumps with
+    # an argument builds one per call), and the date part is formatted once a second.
+    def __init__(self) -> None:
+        super().__init__()
+        self._encode = json.JSONEncoder(default=str).encode
+        self._second = -1
+        self._second_text = ""
+
+    def _time(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
-        created = time.gmtime(record.created)
         entry: dict[str, Any] = {
-            "time": f"{time.strftime('%Y-%m-%dT%H:%M:%S', created)}.{int(record.msecs):03d}Z",
+            "time": self._time(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -40,7 +54,8 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str)
+        result: str = self._encode(entry)
+        return result
 
 
 class JsonLinesHandler(logging.StreamHandler[IO[str]]):
@@ -73,6 +88,12 @@ def configure_logging(level: str, stream: IO[str] | None = None) -> None:
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # The lines carry no source file, thread or process: skip collecting them on each
+    # record (the logging HOWTO's "Optimization"); the access line is on the hot path.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # uvicorn configured its loggers with text handlers and its own level before calling
     # the factory: GATEWAY_LOG_LEVEL governs them too.
     for name in UVICORN_LOGGERS:
