@@ -36,12 +36,12 @@ from cdktn_provider_aws.sqs_queue import SqsQueue
 from constructs import Construct
 
 from infra.lambda_package import LambdaPackage, build
+from infra.policy.aws_rules import METRICS_NAMESPACE  # the handler emits there too
 from infra.policy.errors import PolicyError
 from infra.policy.fleet import FleetPolicy
 from infra.policy.loader import policy_as_mapping
 
 FUNCTION = "market_calendar"
-METRICS_NAMESPACE = "FinsightServing"  # as lambdas/market_calendar/handler.py emits
 # 05:00 in the exchange's time zone, every day: after local midnight, so "today" is the
 # trading day it prepares, and nearly four hours before the 08:50 pre-warm, so retries
 # (up to an hour) and a person answering the error alarm both fit before the open.

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.policy.aws_rules import METRICS_NAMESPACE
 from infra.policy.errors import PolicyError
 
 REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$"
@@ -57,7 +58,7 @@ class StackSettings(BaseSettings):
     # Where the gateways and the image's CloudWatch agent publish. The agent's config is baked
     # into the image (ami/cloudwatch/) with this default: changing it means rebuilding the
     # image with the same value.
-    cloudwatch_namespace: str = Field("FinsightServing", pattern=r"^[A-Za-z0-9._/#:-]{1,255}$")
+    cloudwatch_namespace: str = Field(METRICS_NAMESPACE, pattern=r"^[A-Za-z0-9._/#:-]{1,255}$")
 
     # Load balancer
     certificate_arn: str = Field(
