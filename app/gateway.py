@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from app.admission import Admission
 from app.circuit import CircuitBreaker, CircuitState
 from app.drain import Drainer
+from app.imds import LifecycleWatcher
 from app.metrics import GatewayMetrics
 from app.probe import ReadinessProbe
 from app.proxy import Proxy
@@ -28,6 +29,7 @@ class Gateway:
     upstream_load: UpstreamLoad
     proxy: Proxy
     drainer: Drainer
+    lifecycle: LifecycleWatcher | None = None  # with the lifecycle watcher on (on AWS)
 
     def readiness(self) -> tuple[bool, str]:
         if self.drainer.draining:

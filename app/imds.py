@@ -24,6 +24,9 @@ IN_SERVICE = "InService"
 # Terminated from service, or from the warm pool (where the gateway runs while the
 # instance is prepared, or for good with a Running pool): drain and complete the hook.
 TERMINATION_STATES = frozenset({"Terminated", "Warmed:Terminated"})
+# Headed for the warm pool: a stop there (SIGTERM from systemd) is no termination, and no
+# termination hook waits for this instance.
+WARM_POOL_STATES = frozenset({"Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated"})
 
 
 def counts_in_group_average(state: str | None) -> bool:

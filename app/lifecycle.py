@@ -1,4 +1,8 @@
-"""Completes this instance's Auto Scaling lifecycle action once it has drained."""
+"""Completes this instance's Auto Scaling lifecycle action once it has drained.
+
+Not when the instance is headed for the warm pool: it is being stopped, not terminated, and
+no termination hook waits for it (the call would only fail).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
+
+from app.imds import WARM_POOL_STATES
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -21,15 +27,21 @@ class LifecycleCompleter:
         autoscaling_group_name: str,
         hook_name: str,
         instance_id: Callable[[], Awaitable[str]],
+        lifecycle_state: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._client = client
         self._group = autoscaling_group_name
         self._hook = hook_name
         self._instance_id = instance_id
+        self._lifecycle_state = lifecycle_state
         self.completed = False
 
     async def __call__(self) -> None:
         if self.completed:
+            return
+        state = self._lifecycle_state()
+        if state in WARM_POOL_STATES:
+            log.info("no lifecycle action to complete: headed for the warm pool (%s)", state)
             return
         instance_id = await self._instance_id()
         await asyncio.to_thread(

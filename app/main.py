@@ -107,6 +107,7 @@ def build_gateway(
         on_change=gateway_metrics.ongoing.set,
     )
     completer: LifecycleCompleter | None = None
+    watcher: LifecycleWatcher | None = None
     if metadata is not None:
         assert settings.autoscaling_group_name and settings.lifecycle_hook_name
         completer = LifecycleCompleter(
@@ -114,6 +115,18 @@ def build_gateway(
             autoscaling_group_name=settings.autoscaling_group_name,
             hook_name=settings.lifecycle_hook_name,
             instance_id=metadata.instance_id,
+            lifecycle_state=lambda: watcher.state if watcher is not None else None,
+        )
+    drainer = Drainer(
+        admission,
+        deadline_s=settings.drain_deadline_s,
+        min_s=settings.drain_min_s,
+        complete_lifecycle=completer,
+        exit_process=exit_process,
+    )
+    if metadata is not None:
+        watcher = LifecycleWatcher(
+            metadata, drainer.begin, interval_s=settings.imds_poll_interval_s
         )
     return Gateway(
         settings=settings,
@@ -133,13 +146,8 @@ def build_gateway(
             upstream, gateway_metrics, interval_s=settings.upstream_metrics_interval_s
         ),
         proxy=Proxy(upstream, circuit, gateway_metrics),
-        drainer=Drainer(
-            admission,
-            deadline_s=settings.drain_deadline_s,
-            min_s=settings.drain_min_s,
-            complete_lifecycle=completer,
-            exit_process=exit_process,
-        ),
+        drainer=drainer,
+        lifecycle=watcher,
     )
 
 
@@ -189,11 +197,8 @@ def create_app(settings: GatewaySettings | None = None, runtime: Runtime | None 
             loop.create_task(gateway.upstream_load.run(), name="upstream-load"),
             loop.create_task(_reload_tenants_forever(gateway), name="tenants-reload"),
         ]
-        watcher: LifecycleWatcher | None = None
-        if metadata is not None:
-            watcher = LifecycleWatcher(
-                metadata, gateway.drainer.begin, interval_s=settings.imds_poll_interval_s
-            )
+        watcher = gateway.lifecycle
+        if watcher is not None:
             tasks.append(loop.create_task(watcher.run(), name="lifecycle-watcher"))
         if settings.cloudwatch_enabled:
             assert settings.autoscaling_group_name

@@ -108,6 +108,41 @@ def test_lifecycle_terminated_drains_in_flight_streams_then_completes_once(
     stubber.assert_no_pending_responses()
 
 
+def test_a_stop_into_the_warm_pool_drains_without_completing_a_lifecycle_action(
+    tmp_path: Path,
+) -> None:
+    imds = FakeImds()
+    # GIVEN an instance warmed for the pool: the ASG stops it, and systemd sends SIGTERM
+    imds.lifecycle_state = "Warmed:Stopped"
+    client, _, calls = stubbed_autoscaling(imds.instance_id)
+    exits: list[str] = []
+
+    async def scenario() -> None:
+        runtime = Runtime(
+            boto3_client=lambda service, region_name: client,
+            install_signal_handlers=False,
+            exit_process=lambda: exits.append("x"),
+            imds_transport=httpx.ASGITransport(app=imds.app),
+        )
+        async with running_stack(
+            tmp_path, runtime=runtime, lifecycle_watch_enabled=True,
+            autoscaling_group_name=GROUP, lifecycle_hook_name=HOOK, imds_poll_interval_s=0.05,
+        ) as stack:  # fmt: skip
+            lifecycle = stack.gateway.lifecycle
+            assert lifecycle is not None
+            async with asyncio.timeout(2):
+                while lifecycle.state is None:
+                    await asyncio.sleep(0.01)
+            stack.gateway.drainer.begin("SIGTERM")
+            async with asyncio.timeout(3):
+                await stack.gateway.drainer.finished.wait()
+
+    asyncio.run(scenario())
+    # THEN it exits, and asks nothing of a termination hook that is not waiting for it
+    assert exits == ["x"]
+    assert calls == []
+
+
 def test_sigterm_drains_and_a_deadline_bounds_the_wait(tmp_path: Path) -> None:
     exits: list[str] = []
 
