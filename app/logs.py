@@ -4,7 +4,8 @@ Every line has `time` (UTC, ISO 8601), `level`, `logger` and `message`; a call a
 of its own with `extra={"fields": {...}}` (the access line does: `tenant`, `route`,
 `status`, ...). Logs Insights discovers the fields of JSON lines by itself, so the
 dashboard's per-tenant query can filter and group on `tenant` directly.
-uvicorn's own loggers are routed through the same handler, so the whole file is JSON.
+uvicorn's own lines go through the same handler, so the whole file is JSON; its access
+line is off, since the gateway's own (`app.access`) says more.
 """
 
 from __future__ import annotations
