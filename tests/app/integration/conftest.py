@@ -34,6 +34,9 @@ PROBE_INTERVAL_S = 0.5
 GATEWAY_SETTINGS: dict[str, str | float] = {
     "probe_interval_s": PROBE_INTERVAL_S,
     "probe_timeout_s": 5.0,
+    # The bursts below oversubscribe 2 cores shared with vLLM's engine; a connect to vLLM
+    # has been seen to wait past the 2 s default there, which is not what is tested here.
+    "upstream_connect_timeout_s": 10.0,
     "upstream_metrics_interval_s": 0.1,
     "max_ongoing_requests": 64,
     "drain_deadline_s": 60.0,

@@ -34,8 +34,9 @@ TOKENS_EACH = 240
 def test_sigterm_lets_in_flight_streams_finish_refuses_new_requests_and_exits(
     start_gateway: Callable[..., GatewayServer], tenant: DevTenant, vllm: VllmServer
 ) -> None:
-    # A short minimum drain: the load balancer's view is not what this test watches.
-    gateway = start_gateway(drain_deadline_s=60.0, drain_min_s=0.5)
+    # The minimum drain keeps the port open (and answering 503) for a while even once the
+    # streams are done, as it does for the load balancer: the window the checks below use.
+    gateway = start_gateway(drain_deadline_s=60.0, drain_min_s=5.0)
     with make_client(gateway, tenant, timeout=120.0) as sdk:
 
         def open_stream(_: int) -> tuple[Completion, Iterator[Completion]]:

@@ -90,9 +90,9 @@ def test_chat_stream_arrives_in_chunks_that_add_up_to_the_answer(
 
     assert "".join(pieces) == CHAT_ANSWER
     assert usage is not None
-    # A chunk per generated token but the end-of-text one, which shows no text: the
-    # gateway relays vLLM's chunks as they come, it does not gather them.
-    assert len(pieces) == usage.completion_tokens - 1
+    # Many chunks, not one: the gateway relays vLLM's chunks as they come. (vLLM sends one
+    # per token, but merges a few whenever its server falls behind the engine.)
+    assert 1 < len(pieces) < usage.completion_tokens
     assert finish_reasons == ["stop"]
 
 

@@ -1,8 +1,8 @@
 """The scaling signal under load: the gateway's ongoing requests and vLLM's queue rise, then fall.
 
 A bounded burst keeps the real vLLM busy for several seconds while both /metrics pages are
-sampled, each by a thread of its own: 40 requests started together, each asking for 4
-completions of 240 tokens, so 160 sequences against the 128 that vLLM runs at once on the
+sampled, each by a thread of its own: 36 requests started together, each asking for 4
+completions of 240 tokens, so 144 sequences against the 128 that vLLM runs at once on the
 CPU. The rest wait in its queue, which is what `vllm:num_requests_waiting` counts.
 """
 
@@ -28,7 +28,7 @@ from tests.app.integration.replica import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-CONCURRENT_REQUESTS = 40
+CONCURRENT_REQUESTS = 36
 COMPLETIONS_EACH = 4
 TOKENS_EACH = 240
 # vLLM's default max_num_seqs for its OpenAI server on the CPU.
@@ -81,7 +81,7 @@ def test_ongoing_requests_and_upstream_queue_rise_under_a_burst_and_fall_back(
     at_vllm = Sampler(lambda: scrape(f"{vllm.url}/metrics"), burst_over)
 
     # One client made beforehand (it is thread-safe): the barrier then releases requests,
-    # not forty client constructions competing for the CPU.
+    # not 36 client constructions competing for the CPU.
     sdk = make_client(gateway, tenant, timeout=120.0)
 
     def one_request(_: int) -> int:
