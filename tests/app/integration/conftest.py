@@ -90,7 +90,9 @@ def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("replica-logs")
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: vLLM's CPU worker keeps a core busy even when idle, so a
+# server kept until the session ends would starve the stress suite's own vLLM start.
+@pytest.fixture(scope="package")
 def vllm(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[VllmServer]:
     model_dir, name = _tiny_model(tmp_path_factory)
     server = VllmServer(model_dir, name, logs_dir / "vllm.log")
@@ -116,7 +118,7 @@ def tenants_file(tmp_path_factory: pytest.TempPathFactory, tenant: DevTenant) ->
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def start_gateway(
     vllm: VllmServer, tenants_file: Path, logs_dir: Path
 ) -> Iterator[Callable[..., GatewayServer]]:
@@ -136,7 +138,7 @@ def start_gateway(
         gateway.stop(grace_s=10.0)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gateway(start_gateway: Callable[..., GatewayServer]) -> GatewayServer:
     """The session's gateway in front of the session's vLLM."""
     return start_gateway()
