@@ -7,7 +7,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from infra.cli.common import CommandError, iso_date, positive_int, print_json, selected_policy
+from infra.cli.common import (
+    CommandError,
+    iso_date,
+    non_negative_float,
+    percent,
+    positive_int,
+    print_json,
+    selected_policy,
+)
 from infra.cli.simulate_cmd import add_simulation_options, simulation_from, traffic
 from infra.policy import FLEET_POLICY
 from infra.policy.loader import load_policy
@@ -17,26 +25,6 @@ from infra.sim.progress import ProgressBar
 from infra.sim.runner import POLICY_CONFIG, run_configs
 
 MAX_DAYS = 92
-
-
-def percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
-    if not 0 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1000, got {text}")
-    return value / 100
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

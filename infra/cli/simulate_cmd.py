@@ -12,6 +12,8 @@ from infra.cli.common import (
     CommandError,
     add_policy_option,
     iso_date,
+    non_negative_int,
+    positive_float,
     positive_int,
     print_json,
     selected_policy,
@@ -28,26 +30,6 @@ from infra.sim.traffic import Scenario, generate
 # A Tuesday in an ordinary week: reproducible figures for the README and reviews.
 REFERENCE_START = dt.date(2026, 12, 1)
 MAX_DAYS = 366
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def add_simulation_options(parser: argparse.ArgumentParser) -> None:
