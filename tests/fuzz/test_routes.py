@@ -21,18 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.stress.harness import (
-    ClientTenant,
-    FakeUpstream,
-    GatewayProcess,
-    Reply,
-    gateway_env,
-    make_tenant,
-    request,
-    running,
-    served_routes,
-    write_tenants,
-)
+from tests.processes import ClientTenant, GatewayServer, make_tenant, running, write_tenants
+from tests.stress.harness import FakeUpstream, Reply, gateway_env, request, served_routes
 
 MAX_BODY_BYTES = 4096
 TENANT_MAX_TOKENS = 64
@@ -43,7 +33,7 @@ GENERATION_PATHS = ("/v1/completions", "/v1/chat/completions")
 
 @dataclass
 class Target:
-    gateway: GatewayProcess
+    gateway: GatewayServer
     upstream: FakeUpstream
     tenant: ClientTenant
     routes: set[tuple[str, str]]
@@ -58,7 +48,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     tenant = make_tenant("fuzzer", max_tokens=TENANT_MAX_TOKENS)
     write_tenants(tmp / "tenants.json", [tenant, make_tenant("bystander")])
     upstream = FakeUpstream(tmp / "upstream.log", tokens=2)
-    gateway = GatewayProcess(
+    gateway = GatewayServer(
         tmp / "gateway.log",
         gateway_env(
             upstream.url,

@@ -15,8 +15,8 @@ import re
 import pytest
 
 from infra.stack.observability import ALL_ALARMS, alarm_name
+from tests.processes import REPO
 from tests.security.synth import resources, synthesized_stacks
-from tests.stress.harness import REPO
 
 RUNBOOK = REPO / "runbooks" / "failure_runbook.md"
 ALARM_SECTION = "## Part 1: alarms"

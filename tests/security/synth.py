@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.stress.harness import REPO
+from tests.processes import REPO
 
 SYNTH_TIMEOUT_S = 300
 

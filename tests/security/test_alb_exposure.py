@@ -17,16 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests.processes import GatewayServer, make_tenant, running, write_tenants
 from tests.security.synth import resources, synthesized_stacks
-from tests.stress.harness import (
-    FakeUpstream,
-    GatewayProcess,
-    gateway_env,
-    make_tenant,
-    request,
-    running,
-    write_tenants,
-)
+from tests.stress.harness import FakeUpstream, gateway_env, request
 
 INTERNAL_PATHS = ["/metrics", "/health/ready", "/health/live", "/health", "/openapi.json", "/"]
 PUBLIC_PATHS = ["/v1/completions", "/v1/chat/completions", "/v1/models"]
@@ -120,7 +113,7 @@ def test_forwarded_paths_cannot_reach_internal_routes_on_the_gateway(
     tenant = make_tenant("acme")
     write_tenants(tmp_path / "tenants.json", [tenant])
     upstream = FakeUpstream(tmp_path / "upstream.log", tokens=2)
-    gateway = GatewayProcess(
+    gateway = GatewayServer(
         tmp_path / "gateway.log", gateway_env(upstream.url, tmp_path / "tenants.json")
     )
     with running(upstream, gateway):

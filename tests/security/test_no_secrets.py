@@ -10,20 +10,16 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from tests.processes import REPO, GatewayServer, make_tenant, running, write_tenants
 from tests.security.secret_scan import Finding, scan_bytes, scan_file, scan_tree
 from tests.security.synth import resources, synthesized_files, synthesized_stacks
 from tests.stress.harness import (
-    REPO,
     FakeAwsEndpoint,
     FakeImds,
     FakeUpstream,
-    GatewayProcess,
     completion_body,
     gateway_env,
-    make_tenant,
     request,
-    running,
-    write_tenants,
 )
 
 # Keys that exist only inside these tests; they must never appear anywhere they write.
@@ -97,7 +93,7 @@ def test_gateway_logs_hold_no_key_or_prompt_under_traffic_reload_and_drain(
             "AWS_SECRET_ACCESS_KEY": secret_key,
         }
     )
-    gateway = GatewayProcess(tmp_path / "gateway.log", env)
+    gateway = GatewayServer(tmp_path / "gateway.log", env)
 
     def post(key: str, body: bytes, path: str = "/v1/completions") -> Any:
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.stress.harness import REPO
+from tests.processes import REPO
 
 FIGURES_DIR = REPO / "build" / "evidence"
 _recorded: dict[str, dict[str, Any]] = {}

@@ -1,29 +1,24 @@
-"""What the stress, fuzz and security tests run on 127.0.0.1, each as its own process.
+"""What the stress, fuzz and security tests run beyond tests/processes.py.
 
-The real gateway (`uvicorn --factory app.main:create_app`, the command line of
-gateway.service) in front of the named fake upstream (`tests.fakes.fake_vllm`) or the real
-vLLM CPU server; a small HTTP/1.1 client cheap enough to offer several times the gateway's
-capacity from the same two cores; fakes of the AWS endpoints the gateway calls (named as
-fakes), served from the test process so that the test can count what arrived.
+The named fake upstream (`tests.fakes.fake_vllm`) as a process; the gateway settings these
+tests start the gateway with; a small HTTP/1.1 client cheap enough to offer several times
+the gateway's capacity from the same two cores; fakes of the AWS endpoints the gateway
+calls (named as fakes), served from the test process so that the test can count what
+arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
-import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,39 +26,8 @@ from typing import Any
 
 import h11
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
-LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.02
-) -> float | None:
-    """Seconds until `condition()` held, or None if it never did within the timeout."""
-    started = time.monotonic()
-    while True:
-        if condition():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout_s:
-            return None
-        time.sleep(interval_s)
-
-
-def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
-    """A GET that returns the status instead of raising on 4xx/5xx; (0, b"") if unreachable."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as error:
-        return int(error.code), bytes(error.read())
-    except (urllib.error.URLError, OSError):
-        return 0, b""
+from tests import processes
+from tests.processes import LOOPBACK, ManagedProcess, clean_env, free_port, http_get, wait_until
 
 
 def rss_kib(pid: int) -> int:
@@ -74,126 +38,10 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-# ---------------------------------------------------------------------------- tenants
-
-
-@dataclass(frozen=True)
-class ClientTenant:
-    id: str
-    key: str
-    max_concurrent_requests: int | None = None
-    max_tokens: int | None = None
-
-    @property
-    def authorization(self) -> str:
-        return f"Bearer {self.key}"
-
-
-def make_tenant(tenant_id: str, **limits: int) -> ClientTenant:
-    # A key shaped like a real one and unique per run, so a grep for it can only hit a leak.
-    key = "sk-test-" + hashlib.sha256(f"{tenant_id}-{time.time_ns()}".encode()).hexdigest()[:40]
-    return ClientTenant(tenant_id, key, **limits)
-
-
-def write_tenants(path: Path, tenants: list[ClientTenant]) -> None:
-    entries = []
-    for tenant in tenants:
-        entry: dict[str, Any] = {
-            "id": tenant.id,
-            "api_key_sha256": hashlib.sha256(tenant.key.encode()).hexdigest(),
-        }
-        if tenant.max_concurrent_requests is not None:
-            entry["max_concurrent_requests"] = tenant.max_concurrent_requests
-        if tenant.max_tokens is not None:
-            entry["max_tokens"] = tenant.max_tokens
-        entries.append(entry)
-    # Write then rename: a reload never reads half a file.
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps({"tenants": entries}))
-    partial.replace(path)
-
-
 # ---------------------------------------------------------------------------- processes
 
 
-def _clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """The parent's environment without gateway or AWS settings, plus test-only AWS ones.
-
-    boto3 must never look for credentials or a region on the network (IMDS), and must
-    never find a real profile: every AWS endpoint a test uses is a fake on 127.0.0.1.
-    """
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GATEWAY_", "AWS_")) and k not in ("PYTHONPATH",)
-    }
-    env.update(
-        {
-            "PYTHONPATH": str(REPO),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": "/dev/null",
-            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-            # One HTTP exchange per API call, so a fake endpoint counts calls, not retries.
-            "AWS_MAX_ATTEMPTS": "1",
-            "AWS_RETRY_MODE": "standard",
-            "NO_PROXY": "*",
-        }
-    )
-    env.update(extra)
-    return env
-
-
-class _Process:
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.argv = argv
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, signum: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def kill(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if not self.alive():
-            return
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-class FakeUpstream(_Process):
+class FakeUpstream(ManagedProcess):
     """`tests.fakes.fake_vllm` as a process: fixed slots, a fixed time per token."""
 
     def __init__(
@@ -209,7 +57,7 @@ class FakeUpstream(_Process):
         self.port = port or free_port()
         self.model = model
         argv = [
-            PYTHON,
+            sys.executable,
             "-m",
             "tests.fakes.fake_vllm",
             "--port",
@@ -223,7 +71,7 @@ class FakeUpstream(_Process):
             "--model",
             model,
         ]
-        super().__init__(argv, _clean_env({}), log_path)
+        super().__init__("fake upstream", argv, clean_env({}), log_path)
 
     @property
     def url(self) -> str:
@@ -249,160 +97,15 @@ class FakeUpstream(_Process):
         return result
 
 
-VLLM_VENV = REPO / ".venv-vllm"
-TINY_MODEL_DIR = REPO / ".serve" / "model"
-
-
-class VllmServer(_Process):
-    """The real vLLM OpenAI server on the CPU with the tiny local model (local/vllm_server.sh).
-
-    It runs in its own session: vLLM's engine core and worker are child processes, and a
-    crash of the model server means all of them going at once.
-    """
-
-    def __init__(self, log_path: Path, *, port: int | None = None) -> None:
-        self.port = port or free_port()
-        meta = json.loads((TINY_MODEL_DIR / "finsight_model.json").read_text())
-        self.model = str(meta["served_model_name"])
-        argv = [
-            str(REPO / "local" / "vllm_server.sh"),
-            str(TINY_MODEL_DIR),
-            self.model,
-            str(self.port),
-        ]
-        super().__init__(argv, _clean_env({"VLLM_VENV": str(VLLM_VENV)}), log_path)
-
-    @staticmethod
-    def missing() -> str | None:
-        """What is not built yet (make vllm-venv tiny-model builds both)."""
-        if not (VLLM_VENV / ".installed").exists():
-            return f"{VLLM_VENV} is not installed"
-        if not (TINY_MODEL_DIR / "finsight_model.json").exists():
-            return f"no tiny model in {TINY_MODEL_DIR}"
-        return None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.argv,
-            cwd=REPO,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def wait_up(self, timeout_s: float = 300.0) -> None:
-        up = wait_until(
-            lambda: not self.alive() or http_get(self.url + "/health")[0] == 200,
-            timeout_s,
-            interval_s=0.5,
-        )
-        if up is None or not self.alive():
-            raise RuntimeError(f"vLLM did not start:\n{self.log()[-4000:]}")
-
-    def _group(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signum)
-
-    def kill(self) -> None:
-        if self.proc is None:
-            return
-        self._group(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def freeze(self) -> None:
-        """Stop every process of the server (a wedged engine: connections open, no answer)."""
-        self._group(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        self._group(signal.SIGCONT)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self.proc is None:
-            return
-        if self.alive():
-            self._group(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=timeout_s)
-        # Whatever of the engine is left in the session goes too.
-        self._group(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-
-
 def gateway_env(
     upstream_url: str, tenants_file: Path, **settings: str | float | int | bool
 ) -> dict[str, str]:
-    """GATEWAY_* variables for a local gateway: no AWS unless a test turns it on."""
-    values: dict[str, str | float | int | bool] = {
-        "upstream_url": upstream_url,
-        "tenants_file": str(tenants_file),
-        "cloudwatch_enabled": False,
-        "lifecycle_watch_enabled": False,
+    """GATEWAY_* variables for a stress-test gateway: probes and scrapes often, no AWS."""
+    defaults: dict[str, str | float | int | bool] = {
         "probe_interval_s": 0.5,
         "upstream_metrics_interval_s": 1.0,
     }
-    values.update(settings)
-    return {
-        f"GATEWAY_{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
-        for name, value in values.items()
-    }
-
-
-class GatewayProcess(_Process):
-    """The gateway exactly as gateway.service starts it, but bound to loopback."""
-
-    def __init__(self, log_path: Path, env: dict[str, str], *, port: int | None = None) -> None:
-        self.port = port or free_port()
-        argv = [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "app.main:create_app",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(self.port),
-            "--no-access-log",
-        ]
-        super().__init__(argv, _clean_env(env), log_path)
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def ready(self) -> bool:
-        return http_get(self.url + "/health/ready", timeout_s=2)[0] == 200
-
-    def wait_ready(self, timeout_s: float = 30.0) -> None:
-        if wait_until(lambda: self.ready() or not self.alive(), timeout_s) is None or (
-            not self.alive()
-        ):
-            raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
-        if not self.ready():
-            raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
-
-    def metrics_text(self) -> str:
-        status, body = http_get(self.url + "/metrics")
-        assert status == 200, status
-        return body.decode()
-
-
-@contextlib.contextmanager
-def running(*processes: _Process) -> Iterator[None]:
-    """Stop (then kill) every process on the way out, whatever the test did."""
-    try:
-        yield
-    finally:
-        for process in reversed(processes):
-            process.stop()
+    return processes.gateway_env(upstream_url, tenants_file, **(defaults | settings))
 
 
 # ---------------------------------------------------------------------------- client

@@ -17,21 +17,16 @@ from typing import Any
 
 import pytest
 
+from tests.processes import GatewayServer, http_get, make_tenant, running, wait_until, write_tenants
 from tests.stress.harness import (
     FakeAwsEndpoint,
     FakeImds,
     FakeUpstream,
-    GatewayProcess,
     Reply,
     completion_body,
     gateway_env,
-    http_get,
-    make_tenant,
     request,
-    running,
     sse_events,
-    wait_until,
-    write_tenants,
 )
 
 STREAMS = 24
@@ -76,7 +71,7 @@ def test_drain_with_streams_in_flight_completes_every_stream_and_the_lifecycle_o
         drain_deadline_s=DRAIN_DEADLINE_S,
     )
     env["AWS_ENDPOINT_URL_AUTO_SCALING"] = autoscaling.url
-    gateway = GatewayProcess(logs_dir / "gateway.log", env)
+    gateway = GatewayServer(logs_dir / "gateway.log", env)
     acme, globex = tenants
     try:
         with running(upstream, gateway):
@@ -147,7 +142,7 @@ def test_drain_with_streams_in_flight_completes_every_stream_and_the_lifecycle_o
 
 
 async def _drain_under_load(
-    gateway: GatewayProcess, imds: FakeImds, trigger: str, authorization: str, other: Any
+    gateway: GatewayServer, imds: FakeImds, trigger: str, authorization: str, other: Any
 ) -> Any:
     headers = {"Authorization": authorization, "Content-Type": "application/json"}
     ends: list[float] = []

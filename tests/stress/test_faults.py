@@ -16,26 +16,21 @@ from typing import Any
 
 import httpx
 
+from tests.processes import GatewayServer, http_get, make_tenant, running, wait_until, write_tenants
 from tests.stress.harness import (
     DroppingEndpoint,
     FakeUpstream,
-    GatewayProcess,
     Reply,
     completion_body,
     gateway_env,
-    http_get,
-    make_tenant,
     percentile,
     request,
-    running,
-    wait_until,
-    write_tenants,
 )
 
 PROBE_INTERVAL_S = 1.0
 
 
-def _post(gateway: GatewayProcess, authorization: str, body: bytes) -> Reply:
+def _post(gateway: GatewayServer, authorization: str, body: bytes) -> Reply:
     headers = {"Authorization": authorization, "Content-Type": "application/json"}
     return asyncio.run(request(gateway.port, "POST", "/v1/completions", body, headers))
 
@@ -82,7 +77,7 @@ def test_upstream_killed_mid_stream_gives_a_clean_error_then_unready_then_recove
     tenant = make_tenant("acme")
     write_tenants(tmp_path / "tenants.json", [tenant])
     upstream = FakeUpstream(logs_dir / "upstream.log", tokens=200, token_delay_ms=20)
-    gateway = GatewayProcess(
+    gateway = GatewayServer(
         logs_dir / "gateway.log",
         gateway_env(
             upstream.url,
@@ -144,7 +139,7 @@ def test_upstream_hanging_times_out_opens_the_circuit_fails_fast_and_recovers_ha
     write_tenants(tmp_path / "tenants.json", [tenant])
     upstream = FakeUpstream(logs_dir / "upstream.log", tokens=4)
     timeout_s, threshold, cooldown_s = 1.0, 3, 2.0
-    gateway = GatewayProcess(
+    gateway = GatewayServer(
         logs_dir / "gateway.log",
         gateway_env(
             upstream.url,
@@ -223,7 +218,7 @@ def test_a_slow_tenant_cannot_block_another_beyond_its_fairness_cap(
     write_tenants(tmp_path / "tenants.json", [greedy, other])
     upstream = FakeUpstream(logs_dir / "upstream.log", tokens=60, token_delay_ms=50, slots=8)
     cap = 4
-    gateway = GatewayProcess(
+    gateway = GatewayServer(
         logs_dir / "gateway.log",
         gateway_env(
             upstream.url,
@@ -301,7 +296,7 @@ def test_cloudwatch_unreachable_leaves_serving_alone_and_the_publisher_backs_off
         aws_region="us-east-1",
     )
     env["AWS_ENDPOINT_URL_CLOUDWATCH"] = cloudwatch.url
-    gateway = GatewayProcess(logs_dir / "gateway.log", env)
+    gateway = GatewayServer(logs_dir / "gateway.log", env)
     body = completion_body(upstream.model)
     try:
         with running(upstream, gateway):

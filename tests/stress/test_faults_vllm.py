@@ -18,21 +18,17 @@ from typing import Any
 import h11
 import pytest
 
-from tests.stress.harness import (
+from tests.processes import (
     LOOPBACK,
     ClientTenant,
-    GatewayProcess,
-    Reply,
+    GatewayServer,
     VllmServer,
-    completion_body,
-    gateway_env,
     make_tenant,
-    request,
     running,
-    sse_events,
     wait_until,
     write_tenants,
 )
+from tests.stress.harness import Reply, completion_body, gateway_env, request, sse_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -133,7 +129,7 @@ def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
         yield server
 
 
-def _post(gateway: GatewayProcess, tenant: ClientTenant, body: bytes) -> Reply:
+def _post(gateway: GatewayServer, tenant: ClientTenant, body: bytes) -> Reply:
     headers = {"Authorization": tenant.authorization, "Content-Type": "application/json"}
     return asyncio.run(request(gateway.port, "POST", "/v1/completions", body, headers))
 
@@ -144,7 +140,7 @@ def test_vllm_hung_times_out_opens_the_circuit_fails_fast_and_recovers(
     tenant = make_tenant("acme")
     write_tenants(tmp_path / "tenants.json", [tenant])
     timeout_s, threshold, cooldown_s = 3.0, 2, 3.0
-    gateway = GatewayProcess(
+    gateway = GatewayServer(
         logs_dir / "gateway.log",
         gateway_env(
             vllm.url,
@@ -198,7 +194,7 @@ def test_vllm_killed_mid_stream_clean_error_unready_within_two_probes_then_recov
 ) -> None:
     tenant = make_tenant("acme")
     write_tenants(tmp_path / "tenants.json", [tenant])
-    gateway = GatewayProcess(
+    gateway = GatewayServer(
         logs_dir / "gateway.log",
         gateway_env(
             vllm.url,

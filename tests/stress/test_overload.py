@@ -15,18 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.processes import GatewayServer, make_tenant, running, write_tenants
 from tests.stress.harness import (
     FakeUpstream,
-    GatewayProcess,
     Reply,
     completion_body,
     gateway_env,
-    make_tenant,
     percentile,
     request,
     rss_kib,
-    running,
-    write_tenants,
 )
 
 MAX_ONGOING = 8
@@ -94,7 +91,7 @@ def test_overload_at_five_times_capacity_sheds_fast_and_keeps_admitted_latency(
     upstream = FakeUpstream(
         logs_dir / "upstream.log", tokens=TOKENS, token_delay_ms=TOKEN_DELAY_MS, slots=MAX_ONGOING
     )
-    gateway = GatewayProcess(
+    gateway = GatewayServer(
         logs_dir / "gateway.log",
         gateway_env(
             upstream.url,

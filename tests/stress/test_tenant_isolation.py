@@ -15,25 +15,25 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tests.stress.harness import (
+from tests.processes import (
     ClientTenant,
-    FakeUpstream,
-    GatewayProcess,
-    Reply,
-    completion_body,
-    gateway_env,
+    GatewayServer,
     make_tenant,
-    request,
     running,
-    served_routes,
     wait_until,
     write_tenants,
 )
+from tests.stress.harness import (
+    FakeUpstream,
+    Reply,
+    completion_body,
+    gateway_env,
+    request,
+    served_routes,
+)
 
 
-def _call(
-    gateway: GatewayProcess, tenant: ClientTenant, method: str, path: str, **kw: Any
-) -> Reply:
+def _call(gateway: GatewayServer, tenant: ClientTenant, method: str, path: str, **kw: Any) -> Reply:
     headers = {"Authorization": tenant.authorization, "Content-Type": "application/json"}
     return asyncio.run(request(gateway.port, method, path, headers=headers, **kw))
 
@@ -42,7 +42,7 @@ def test_a_tenant_key_reads_nothing_of_another_tenant(tmp_path: Path, logs_dir: 
     acme, globex = make_tenant("acme"), make_tenant("globex-secret")
     write_tenants(tmp_path / "tenants.json", [acme, globex])
     upstream = FakeUpstream(logs_dir / "upstream.log", tokens=4)
-    gateway = GatewayProcess(
+    gateway = GatewayServer(
         logs_dir / "gateway.log", gateway_env(upstream.url, tmp_path / "tenants.json")
     )
     routes = sorted(r for r in served_routes(tmp_path / "tenants.json") if r[1].startswith("/v1/"))
@@ -107,7 +107,7 @@ def test_a_revoked_key_stops_working_on_reload_without_a_restart(
     tenants_file = tmp_path / "tenants.json"
     write_tenants(tenants_file, [acme, leaver])
     upstream = FakeUpstream(logs_dir / "upstream.log", tokens=4)
-    gateway = GatewayProcess(
+    gateway = GatewayServer(
         logs_dir / "gateway.log",
         # The periodic reload is far away: only the SIGHUP can explain a change in time.
         gateway_env(upstream.url, tenants_file, tenants_reload_s=3600),
@@ -146,7 +146,7 @@ def test_the_periodic_reload_revokes_a_key_without_a_signal(tmp_path: Path, logs
     tenants_file = tmp_path / "tenants.json"
     write_tenants(tenants_file, [acme, leaver])
     upstream = FakeUpstream(logs_dir / "upstream.log", tokens=4)
-    gateway = GatewayProcess(
+    gateway = GatewayServer(
         logs_dir / "gateway.log", gateway_env(upstream.url, tenants_file, tenants_reload_s=1)
     )
     with running(upstream, gateway):

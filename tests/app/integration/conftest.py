@@ -7,8 +7,6 @@ under the report of any test that fails.
 
 from __future__ import annotations
 
-import json
-import secrets
 import subprocess
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -17,16 +15,20 @@ from typing import Any
 import openai
 import pytest
 
-from tests.app.integration.replica import (
-    FIGURES,
+from tests.processes import (
     STARTED,
     TINY_MODEL_DIR,
     VLLM_VENV,
-    DevTenant,
+    ClientTenant,
     GatewayServer,
     VllmServer,
-    write_tenants_file,
+    gateway_env,
+    make_tenant,
+    write_tenants,
 )
+
+# What the tests measured (start-up times, memory, drain time), printed after the run.
+FIGURES: dict[str, float] = {}
 
 # The readiness probe runs often here so that a stop shows within a second or two; in
 # production it runs every 5 s.
@@ -63,7 +65,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"{name}: {value:.1f}")
 
 
-def _tiny_model(tmp_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def _tiny_model(tmp_factory: pytest.TempPathFactory) -> Path:
     """The model `make tiny-model` made, or one made now for this session."""
     if not (VLLM_VENV / ".installed").exists():
         pytest.fail(f"{VLLM_VENV} is not installed: run `make vllm-venv` (make test does)")
@@ -81,8 +83,7 @@ def _tiny_model(tmp_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             check=True,
             timeout=300,
         )
-    name = str(json.loads((model_dir / "finsight_model.json").read_text())["served_model_name"])
-    return model_dir, name
+    return model_dir
 
 
 @pytest.fixture(scope="session")
@@ -94,11 +95,10 @@ def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # server kept until the session ends would starve the stress suite's own vLLM start.
 @pytest.fixture(scope="package")
 def vllm(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[VllmServer]:
-    model_dir, name = _tiny_model(tmp_path_factory)
-    server = VllmServer(model_dir, name, logs_dir / "vllm.log")
+    server = VllmServer(logs_dir / "vllm.log", model_dir=_tiny_model(tmp_path_factory))
     server.start()
     try:
-        FIGURES["vllm_time_to_healthy_s"] = server.wait_healthy()
+        FIGURES["vllm_time_to_healthy_s"] = server.wait_up()
         FIGURES["vllm_rss_idle_mib"] = server.rss_mib()
         yield server
     finally:
@@ -106,15 +106,15 @@ def vllm(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[V
 
 
 @pytest.fixture(scope="session")
-def tenant() -> DevTenant:
-    return DevTenant(id="acme", api_key="fsk-test-" + secrets.token_urlsafe(24))
+def tenant() -> ClientTenant:
+    # Room for the concurrency tests: the per-tenant cap is not what they exercise.
+    return make_tenant("acme", max_concurrent_requests=64, max_tokens=256)
 
 
 @pytest.fixture(scope="session")
-def tenants_file(tmp_path_factory: pytest.TempPathFactory, tenant: DevTenant) -> Path:
+def tenants_file(tmp_path_factory: pytest.TempPathFactory, tenant: ClientTenant) -> Path:
     path = tmp_path_factory.mktemp("tenants") / "tenants.json"
-    # Room for the concurrency tests: the per-tenant cap is not what they exercise.
-    write_tenants_file(path, [tenant], max_concurrent_requests=64, max_tokens=256)
+    write_tenants(path, [tenant])
     return path
 
 
@@ -127,7 +127,8 @@ def start_gateway(
 
     def start(**overrides: str | float) -> GatewayServer:
         log_path = logs_dir / f"gateway-{len(started)}.log"
-        gateway = GatewayServer(vllm.url, tenants_file, log_path, **(GATEWAY_SETTINGS | overrides))
+        env = gateway_env(vllm.url, tenants_file, **(GATEWAY_SETTINGS | overrides))
+        gateway = GatewayServer(log_path, env)
         started.append(gateway)
         gateway.start()
         gateway.wait_ready()
@@ -144,14 +145,12 @@ def gateway(start_gateway: Callable[..., GatewayServer]) -> GatewayServer:
     return start_gateway()
 
 
-def make_client(gateway: GatewayServer, tenant: DevTenant, **options: Any) -> openai.OpenAI:
+def make_client(gateway: GatewayServer, tenant: ClientTenant, **options: Any) -> openai.OpenAI:
     # No retries: a test must see the gateway's first answer, 503s included.
-    return openai.OpenAI(
-        base_url=f"{gateway.url}/v1", api_key=tenant.api_key, max_retries=0, **options
-    )
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=tenant.key, max_retries=0, **options)
 
 
 @pytest.fixture
-def client(gateway: GatewayServer, tenant: DevTenant) -> Iterator[openai.OpenAI]:
+def client(gateway: GatewayServer, tenant: ClientTenant) -> Iterator[openai.OpenAI]:
     with make_client(gateway, tenant, timeout=60.0) as sdk:
         yield sdk

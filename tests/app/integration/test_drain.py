@@ -15,14 +15,8 @@ import openai
 import pytest
 from openai.types import Completion
 
-from tests.app.integration.conftest import make_client
-from tests.app.integration.replica import (
-    FIGURES,
-    DevTenant,
-    GatewayServer,
-    VllmServer,
-    wait_until,
-)
+from tests.app.integration.conftest import FIGURES, make_client
+from tests.processes import ClientTenant, GatewayServer, VllmServer, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -32,7 +26,7 @@ TOKENS_EACH = 240
 
 
 def test_sigterm_lets_in_flight_streams_finish_refuses_new_requests_and_exits(
-    start_gateway: Callable[..., GatewayServer], tenant: DevTenant, vllm: VllmServer
+    start_gateway: Callable[..., GatewayServer], tenant: ClientTenant, vllm: VllmServer
 ) -> None:
     # The minimum drain keeps the port open (and answering 503) for a while even once the
     # streams are done, as it does for the load balancer: the window the checks below use.
@@ -41,7 +35,7 @@ def test_sigterm_lets_in_flight_streams_finish_refuses_new_requests_and_exits(
 
         def open_stream(_: int) -> tuple[Completion, Iterator[Completion]]:
             stream = sdk.completions.create(
-                model=vllm.model_name,
+                model=vllm.model,
                 prompt="Treasury yields",
                 max_tokens=TOKENS_EACH,
                 stream=True,
@@ -62,9 +56,11 @@ def test_sigterm_lets_in_flight_streams_finish_refuses_new_requests_and_exits(
         # have just begun. Read at once, this is what the drain has to wait for.
         in_flight_at_sigterm = gateway.metrics()["gateway_ongoing_requests"]
 
-        assert wait_until(lambda: gateway.ready_status() == 503, 5), "still ready after SIGTERM"
+        assert wait_until(lambda: gateway.ready_status() == 503, 5) is not None, (
+            "still ready after SIGTERM"
+        )
         with pytest.raises(openai.APIStatusError) as refused:
-            sdk.completions.create(model=vllm.model_name, prompt="x", max_tokens=1)
+            sdk.completions.create(model=vllm.model, prompt="x", max_tokens=1)
         assert refused.value.status_code == 503
         assert gateway.alive()
 

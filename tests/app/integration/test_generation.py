@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.app.integration.conftest import make_client
-from tests.app.integration.replica import DevTenant, GatewayServer, VllmServer
+from tests.processes import ClientTenant, GatewayServer, VllmServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -23,19 +23,19 @@ CHAT_ANSWER = "At 9:30 a.m. Eastern, Monday to Friday."
 
 
 def test_models_lists_the_served_model(client: openai.OpenAI, vllm: VllmServer) -> None:
-    assert [model.id for model in client.models.list()] == [vllm.model_name]
+    assert [model.id for model in client.models.list()] == [vllm.model]
 
 
 def test_completion_is_the_models_own_text_unchanged_by_the_gateway(
     client: openai.OpenAI, vllm: VllmServer
 ) -> None:
     through_gateway = client.completions.create(
-        model=vllm.model_name, prompt=COMPLETION_PROMPT, max_tokens=32, temperature=0.0
+        model=vllm.model, prompt=COMPLETION_PROMPT, max_tokens=32, temperature=0.0
     )
     direct = httpx.post(
         f"{vllm.url}/v1/completions",
         json={
-            "model": vllm.model_name,
+            "model": vllm.model,
             "prompt": COMPLETION_PROMPT,
             "max_tokens": 32,
             "temperature": 0.0,
@@ -55,7 +55,7 @@ def test_chat_completion_answers_with_the_chat_template(
     client: openai.OpenAI, vllm: VllmServer
 ) -> None:
     reply = client.chat.completions.create(
-        model=vllm.model_name,
+        model=vllm.model,
         messages=[{"role": "user", "content": CHAT_QUESTION}],
         max_tokens=32,
         temperature=0.0,
@@ -69,7 +69,7 @@ def test_chat_stream_arrives_in_chunks_that_add_up_to_the_answer(
     client: openai.OpenAI, vllm: VllmServer
 ) -> None:
     stream = client.chat.completions.create(
-        model=vllm.model_name,
+        model=vllm.model,
         messages=[{"role": "user", "content": CHAT_QUESTION}],
         max_tokens=32,
         temperature=0.0,
@@ -98,7 +98,7 @@ def test_chat_stream_arrives_in_chunks_that_add_up_to_the_answer(
 
 def test_completion_stream_runs_to_max_tokens(client: openai.OpenAI, vllm: VllmServer) -> None:
     stream = client.completions.create(
-        model=vllm.model_name,
+        model=vllm.model,
         prompt=COMPLETION_PROMPT,
         max_tokens=48,
         temperature=0.0,
@@ -119,10 +119,10 @@ def test_completion_stream_runs_to_max_tokens(client: openai.OpenAI, vllm: VllmS
 
 
 def test_wrong_key_is_refused_with_401(gateway: GatewayServer, vllm: VllmServer) -> None:
-    intruder = DevTenant(id="nobody", api_key="fsk-test-not-a-tenant")
+    intruder = ClientTenant(id="nobody", key="sk-test-not-a-tenant")
     with (
         make_client(gateway, intruder, timeout=30.0) as sdk,
         pytest.raises(openai.AuthenticationError) as refused,
     ):
-        sdk.completions.create(model=vllm.model_name, prompt="x", max_tokens=1)
+        sdk.completions.create(model=vllm.model, prompt="x", max_tokens=1)
     assert refused.value.status_code == 401

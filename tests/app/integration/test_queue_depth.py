@@ -1,8 +1,8 @@
 """The scaling signal under load: the gateway's ongoing requests and vLLM's queue rise, then fall.
 
 A bounded burst keeps the real vLLM busy for several seconds while both /metrics pages are
-sampled, each by a thread of its own: 36 requests started together, each asking for 4
-completions of 240 tokens, so 144 sequences against the 128 that vLLM runs at once on the
+sampled, each by a thread of its own: 40 requests started together, each asking for 4
+completions of 240 tokens, so 160 sequences against the 128 that vLLM runs at once on the
 CPU. The rest wait in its queue, which is what `vllm:num_requests_waiting` counts.
 """
 
@@ -13,14 +13,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
-from tests.app.integration.conftest import make_client
-from tests.app.integration.replica import (
-    FIGURES,
-    DevTenant,
+from tests.app.integration.conftest import FIGURES, make_client
+from tests.processes import (
+    ClientTenant,
     GatewayServer,
+    ScrapeError,
     VllmServer,
     scrape,
     wait_until,
@@ -28,7 +27,7 @@ from tests.app.integration.replica import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-CONCURRENT_REQUESTS = 36
+CONCURRENT_REQUESTS = 40
 COMPLETIONS_EACH = 4
 TOKENS_EACH = 240
 # vLLM's default max_num_seqs for its OpenAI server on the CPU.
@@ -57,7 +56,7 @@ class Sampler(threading.Thread):
             sent_at = time.monotonic() - self.started_at
             try:
                 values = self._read()
-            except httpx.HTTPError:
+            except ScrapeError:
                 self.errors += 1
             else:
                 self.samples.append((sent_at, values))
@@ -71,7 +70,7 @@ class Sampler(threading.Thread):
 
 
 def test_ongoing_requests_and_upstream_queue_rise_under_a_burst_and_fall_back(
-    gateway: GatewayServer, tenant: DevTenant, vllm: VllmServer
+    gateway: GatewayServer, tenant: ClientTenant, vllm: VllmServer
 ) -> None:
     before = gateway.metrics()
     assert before[GATEWAY_ONGOING] == 0
@@ -81,13 +80,13 @@ def test_ongoing_requests_and_upstream_queue_rise_under_a_burst_and_fall_back(
     at_vllm = Sampler(lambda: scrape(f"{vllm.url}/metrics"), burst_over)
 
     # One client made beforehand (it is thread-safe): the barrier then releases requests,
-    # not 36 client constructions competing for the CPU.
+    # not 40 client constructions competing for the CPU.
     sdk = make_client(gateway, tenant, timeout=120.0)
 
     def one_request(_: int) -> int:
         start_together.wait(timeout=30)
         reply = sdk.completions.create(
-            model=vllm.model_name,
+            model=vllm.model,
             prompt="The S&P 500",
             max_tokens=TOKENS_EACH,
             n=COMPLETIONS_EACH,
@@ -143,8 +142,8 @@ def test_ongoing_requests_and_upstream_queue_rise_under_a_burst_and_fall_back(
     )
 
     # Back to idle once the burst is answered.
-    assert wait_until(lambda: gateway.metrics()[GATEWAY_ONGOING] == 0, 10)
-    assert wait_until(lambda: gateway.metrics()[GATEWAY_UPSTREAM_RUNNING] == 0, 10)
+    assert wait_until(lambda: gateway.metrics()[GATEWAY_ONGOING] == 0, 10) is not None
+    assert wait_until(lambda: gateway.metrics()[GATEWAY_UPSTREAM_RUNNING] == 0, 10) is not None
     after = gateway.metrics()
     # A labelled counter has no sample until its first request, hence the default.
     assert after["gateway_requests_total"] - before.get("gateway_requests_total", 0.0) == (

@@ -12,8 +12,8 @@ import time
 import openai
 import pytest
 
-from tests.app.integration.conftest import PROBE_INTERVAL_S
-from tests.app.integration.replica import FIGURES, GatewayServer, VllmServer, wait_until
+from tests.app.integration.conftest import FIGURES, PROBE_INTERVAL_S
+from tests.processes import GatewayServer, VllmServer, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -30,19 +30,19 @@ def test_ready_turns_503_when_vllm_stops_and_200_when_it_is_back(
     vllm.stop(grace_s=5)
 
     # THEN two failed probes later the gateway is not ready, and says why.
-    assert wait_until(lambda: gateway.ready_status() == 503, 10 * PROBE_INTERVAL_S + 5)
+    assert wait_until(lambda: gateway.ready_status() == 503, 10 * PROBE_INTERVAL_S + 5) is not None
     unready_after_s = time.monotonic() - stopped_at
     FIGURES["gateway_unready_after_vllm_stop_s"] = unready_after_s
     with pytest.raises(openai.APIStatusError) as failed:
-        client.completions.create(model=vllm.model_name, prompt="The S&P 500", max_tokens=4)
+        client.completions.create(model=vllm.model, prompt="The S&P 500", max_tokens=4)
     assert failed.value.status_code in (502, 503)
 
     # WHEN vLLM comes back on the same port, the gateway turns ready without a restart.
     vllm.start()
-    FIGURES["vllm_restart_to_healthy_s"] = vllm.wait_healthy()
-    assert wait_until(lambda: gateway.ready_status() == 200, 10 * PROBE_INTERVAL_S + 5)
+    FIGURES["vllm_restart_to_healthy_s"] = vllm.wait_up()
+    assert wait_until(lambda: gateway.ready_status() == 200, 10 * PROBE_INTERVAL_S + 5) is not None
     reply = client.completions.create(
-        model=vllm.model_name, prompt="The S&P 500", max_tokens=32, temperature=0.0
+        model=vllm.model, prompt="The S&P 500", max_tokens=32, temperature=0.0
     )
     assert reply.choices[0].text.startswith(" closed 0.8% higher")
     assert unready_after_s < 10 * PROBE_INTERVAL_S + 5
