@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[infra,dev]'
 	touch $@
 
-install: $(STAMP) ## create .venv and install everything the tests need (idempotent)
+install: $(STAMP) ## create .venv with the project and its infra and dev extras (idempotent)
 
 test: $(TEST_PREREQS) ## run the whole test suite (unit and integration)
 	$(BIN)/pytest
