@@ -5,6 +5,7 @@ reference, saying which and by how much."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from infra.cli.common import (
@@ -20,7 +21,6 @@ from infra.cli.simulate_cmd import add_simulation_options, simulation_from, traf
 from infra.policy import FLEET_POLICY
 from infra.policy.loader import load_policy
 from infra.sim.check import REFERENCE_DAYS, REFERENCE_START, Limits, evaluate
-from infra.sim.metrics import summarize
 from infra.sim.progress import ProgressBar
 from infra.sim.runner import POLICY_CONFIG, run_configs
 
@@ -40,34 +40,30 @@ def run(args: argparse.Namespace) -> int:
     progress = ProgressBar()
     try:
         proposed_sim = simulation_from(args, proposed_policy)
-        proposed = run_configs(
-            trace, proposed_sim, configs=(POLICY_CONFIG,), progress=progress
-        ).run(POLICY_CONFIG)
+        proposed = run_configs(trace, proposed_sim, configs=(POLICY_CONFIG,), progress=progress)
         reference_sim = simulation_from(args, reference_policy)
-        reference = run_configs(
-            trace, reference_sim, configs=(POLICY_CONFIG,), progress=progress
-        ).run(POLICY_CONFIG)
+        reference = run_configs(trace, reference_sim, configs=(POLICY_CONFIG,), progress=progress)
     finally:
         progress.close()
     findings = evaluate(
-        proposed, reference, trace, proposed_sim.sla, proposed_policy.schedule, limits
+        proposed.run(POLICY_CONFIG),
+        reference.run(POLICY_CONFIG),
+        trace,
+        proposed_sim.sla,
+        proposed_policy.schedule,
+        limits,
     )
     names = {
         "proposed": str(args.policy) if args.policy else "the deployed policy",
         "reference": str(reference_path) if reference_path else "the deployed policy",
     }
+    # The runs are already summarised; the gate reports whole-fleet figures only.
+    summaries = {
+        label: dataclasses.replace(outcome.report(POLICY_CONFIG), per_tenant={})
+        for label, outcome in (("proposed", proposed), ("reference", reference))
+    }
     failed = [f for f in findings if not f.passed]
     if args.json:
-        rows = {
-            label: summarize(
-                run_result,
-                trace,
-                proposed_sim.sla,
-                proposed_sim.mechanics.hourly_usd,
-                per_tenant=False,
-            ).as_json()
-            for label, run_result in (("proposed", proposed), ("reference", reference))
-        }
         print_json(
             {
                 "passed": not failed,
@@ -76,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 "start": args.start.isoformat(),
                 "days": args.days,
                 "findings": [vars(f) for f in findings],
-                "runs": rows,
+                "runs": {label: summary.as_json() for label, summary in summaries.items()},
             }
         )
     else:
@@ -84,14 +80,7 @@ def run(args: argparse.Namespace) -> int:
             f"checking {names['proposed']} against {names['reference']} on {args.days} "
             f"day(s) from {args.start} (seed {args.seed})"
         )
-        for label, run_result in (("proposed", proposed), ("reference", reference)):
-            summary = summarize(
-                run_result,
-                trace,
-                proposed_sim.sla,
-                proposed_sim.mechanics.hourly_usd,
-                per_tenant=False,
-            )
+        for label, summary in summaries.items():
             latency = summary.latency
             print(
                 f"  {label:<10} p99 TTFT {latency.p99_ttft_s:6.2f} s  p99 E2E "

@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from infra.cli.common import CommandError, add_policy_option, selected_policy
+from infra.cli.common import CommandError, add_policy_option, parsed, selected_policy
 from infra.policy import FleetPolicy
 from infra.policy.calendar import trading_day
 
@@ -177,10 +177,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def year(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a year, got {text!r}") from None
+    value = parsed(text, int, "a year")
     if not 2000 <= value <= 2100:
         raise argparse.ArgumentTypeError(f"must be between 2000 and 2100, got {value}")
     return value

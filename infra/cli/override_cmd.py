@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 OVERRIDE_PREFIX = "finsight-override-"
 ASG_ENV = "FLEET_ASG_NAME"
 _NAME = re.compile(
-    rf"^{re.escape(OVERRIDE_PREFIX)}(?P<id>(?P<key>\d{{8}}-\d{{4}})(?:-[a-z0-9-]+)?)"
+    rf"^{re.escape(OVERRIDE_PREFIX)}(?P<id>\d{{8}}-\d{{4}}(?:-[a-z0-9-]+)?)"
     r"-(?P<edge>start|end)$"
 )
 _MAX_SLUG = 40
@@ -116,6 +116,13 @@ def group_max_size(client: AutoScalingClient, region: str, asg: str) -> int:
     return groups["AutoScalingGroups"][0]["MaxSize"]
 
 
+def connect(args: argparse.Namespace) -> tuple[AutoScalingClient, str, int]:
+    """A client, the group's name and its maximum; a missing group is a clear error."""
+    region, asg = target(args)
+    client = autoscaling_client(region)
+    return client, asg, group_max_size(client, region, asg)
+
+
 def one_off_actions(client: AutoScalingClient, asg: str) -> list[dict[str, Any]]:
     """The group's scheduled actions that have a start time and no recurrence."""
     actions: list[dict[str, Any]] = []
@@ -185,9 +192,7 @@ def run_add(args: argparse.Namespace) -> int:
                 f"{edge} {at:%H:%M} is when the recurring {clash} action runs; "
                 "pick a minute before or after"
             )
-    region, asg = target(args)
-    client = autoscaling_client(region)
-    maximum = group_max_size(client, region, asg)
+    client, asg, maximum = connect(args)
     if args.min > maximum:
         raise CommandError(f"--min {args.min} is above the group's maximum ({maximum})")
     for other in live_overrides(one_off_actions(client, asg)):
@@ -230,9 +235,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     zone = FLEET_POLICY.schedule.zone
-    region, asg = target(args)
-    client = autoscaling_client(region)
-    group_max_size(client, region, asg)
+    client, asg, _ = connect(args)
     overrides = live_overrides(one_off_actions(client, asg))
     if args.json:
         print_json([override.as_json(zone) for override in overrides])
@@ -255,9 +258,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    region, asg = target(args)
-    client = autoscaling_client(region)
-    group_max_size(client, region, asg)
+    client, asg, _ = connect(args)
     overrides = live_overrides(one_off_actions(client, asg))
     matches = [
         o for o in overrides if o.override_id == args.id or o.override_id.startswith(f"{args.id}-")
@@ -279,9 +280,7 @@ def run_remove(args: argparse.Namespace) -> int:
             else f"override {override.override_id} has no end action; set the minimum by hand"
         )
     with aws_errors("remove the override"):
-        for edge in ("start", "end"):
-            if edge == "end" and override.end is None:
-                continue
+        for edge in ("start", "end") if override.end else ("start",):
             client.delete_scheduled_action(
                 AutoScalingGroupName=asg,
                 ScheduledActionName=f"{OVERRIDE_PREFIX}{override.override_id}-{edge}",
@@ -295,9 +294,7 @@ def live_actions_for_schedule(
 ) -> list[dict[str, object]]:
     """The group's one-off actions (overrides and the calendar's) in the schedule's range."""
     zone = FLEET_POLICY.schedule.zone
-    region, asg = target(args)
-    client = autoscaling_client(region)
-    group_max_size(client, region, asg)
+    client, asg, _ = connect(args)
     first = dt.datetime.combine(start, dt.time(0), zone)
     last = first + dt.timedelta(days=days)
     return [

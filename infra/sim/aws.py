@@ -52,11 +52,9 @@ class BootTimes:
 
     def __init__(self, seed: int, warm_pool: bool) -> None:
         self._random = random.Random(seed)
+        scales = WARM_POOL_PHASE_SCALE if warm_pool else {}
         self._phases = [
-            (
-                phase.typical_s * (WARM_POOL_PHASE_SCALE.get(phase.name, 1.0) if warm_pool else 1),
-                phase.worst_s * (WARM_POOL_PHASE_SCALE.get(phase.name, 1.0) if warm_pool else 1),
-            )
+            (phase.typical_s * scales.get(phase.name, 1), phase.worst_s * scales.get(phase.name, 1))
             for phase in BOOT_TIMELINE
         ]
 

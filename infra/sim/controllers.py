@@ -192,8 +192,9 @@ class TargetTracking:
         return desired
 
     def quiet_until(self, now_s: float, desired: int) -> float:
-        idle = not any(p for p, _ in self.datapoints) and not any(self.minute_per_instance)
-        if idle and desired == self.schedule.at(now_s) and not self.minute_per_instance:
+        # Idle: no load in the alarm's datapoints and no minute half-filled.
+        idle = not any(p for p, _ in self.datapoints) and not self.minute_per_instance
+        if idle and desired == self.schedule.at(now_s):
             return self.schedule.next_change_s(now_s)
         return now_s
 
@@ -207,10 +208,6 @@ class Clairvoyant:
         self.starts = list(window_starts_s)
         self.needed = list(needed)
         self.lead_s = lead_s
-
-    def _need_at(self, now_s: float) -> int:
-        index = bisect.bisect_right(self.starts, now_s) - 1
-        return self.needed[max(index, 0)]
 
     def initial(self, start_s: float) -> int:
         return self.desired_at(start_s)

@@ -62,10 +62,7 @@ class ConfigReport:
             "burst_to_capacity_s": self.burst_to_capacity_s,
             "bursts_without_added_capacity": self.bursts_without_added_capacity,
             "failed_requests": self.failed_requests,
-            "per_tenant": {
-                name: {k: v for k, v in vars(summary).items()}
-                for name, summary in self.per_tenant.items()
-            },
+            "per_tenant": {name: dict(vars(summary)) for name, summary in self.per_tenant.items()},
         }
 
 
@@ -76,17 +73,19 @@ def _percentile(values: FloatArray, q: float) -> float:
     return float(np.percentile(values, q, method="higher"))
 
 
-def within_sla(result: RunResult, sla: Sla) -> npt.NDArray[np.bool_]:
-    within: npt.NDArray[np.bool_] = (result.ttft_s <= sla.ttft_s) & (result.e2e_s <= sla.e2e_s)
+def _within(ttft_s: FloatArray, e2e_s: FloatArray, sla: Sla) -> npt.NDArray[np.bool_]:
+    within: npt.NDArray[np.bool_] = (ttft_s <= sla.ttft_s) & (e2e_s <= sla.e2e_s)
     return within
+
+
+def within_sla(result: RunResult, sla: Sla) -> npt.NDArray[np.bool_]:
+    return _within(result.ttft_s, result.e2e_s, sla)
 
 
 def latency_summary(ttft_s: FloatArray, e2e_s: FloatArray, sla: Sla) -> LatencySummary:
     p99_ttft = _percentile(ttft_s, sla.percentile)
     p99_e2e = _percentile(e2e_s, sla.percentile)
-    attainment = (
-        float(np.mean((ttft_s <= sla.ttft_s) & (e2e_s <= sla.e2e_s))) if ttft_s.size else 1.0
-    )
+    attainment = float(np.mean(_within(ttft_s, e2e_s, sla))) if ttft_s.size else 1.0
     return LatencySummary(
         requests=int(ttft_s.size),
         p50_ttft_s=_percentile(ttft_s, 50),
@@ -144,8 +143,9 @@ def summarize(
         for index, name in enumerate(trace.tenants):
             mask = trace.tenant == index
             tenants[name] = latency_summary(result.ttft_s[mask], result.e2e_s[mask], sla)
-    delays, missed = burst_response_s(trace.burst_starts_s, result.in_service_changes)
-    if not reactive:
+    if reactive:
+        delays, missed = burst_response_s(trace.burst_starts_s, result.in_service_changes)
+    else:
         delays, missed = [], len(trace.burst_starts_s)
     return ConfigReport(
         config=result.config,

@@ -123,8 +123,9 @@ def read_trace(path: Path, zone: ZoneInfo) -> Trace:
             outputs.append(output)
     if not arrivals:
         raise TraceError(f"{path}: no requests after the header")
-    order = np.argsort(np.asarray(arrivals), kind="stable")
-    arrival_s = np.asarray(arrivals, dtype=np.float64)[order]
+    arrival_s = np.asarray(arrivals, dtype=np.float64)
+    order = np.argsort(arrival_s, kind="stable")
+    arrival_s = arrival_s[order]
     first = dt.datetime.fromtimestamp(float(arrival_s[0]), zone).date()
     last = dt.datetime.fromtimestamp(float(arrival_s[-1]), zone).date()
     return Trace(

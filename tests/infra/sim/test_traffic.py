@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
+import pytest
 
 from infra.policy import FLEET_POLICY
 from infra.sim.runner import Simulation, run_configs
@@ -54,12 +56,22 @@ def test_holiday_and_weekend_carry_a_small_share() -> None:
     assert np.mean(after_one) < 0.1  # the plateau ends at the 13:00 early close
 
 
-def test_dst_day_keeps_the_open_peak_on_the_wall_clock() -> None:
-    # 2026-03-09 is the Monday after the spring DST change; 2026-03-08 has 23 hours.
-    trace = generate(Scenario(), HOURS, dt.date(2026, 3, 9), 1, seed=1)
+@pytest.mark.parametrize(
+    "date",
+    [
+        dt.date(2026, 3, 8),  # spring forward: the day has 23 hours
+        dt.date(2026, 11, 1),  # fall back: 25 hours
+        dt.date(2026, 3, 9),  # the Monday after
+    ],
+)
+def test_dst_day_keeps_the_open_peak_on_the_wall_clock(date: dt.date) -> None:
+    # The switches fall on Sundays: trade every day so the DST day itself has market hours.
+    every_day = dataclasses.replace(HOURS, weekdays=tuple(range(7)))
+    trace = generate(Scenario(), every_day, date, 1, seed=1)
     local = [dt.datetime.fromtimestamp(t, HOURS.zone).hour for t in trace.arrival_s]
     busiest_hour = np.bincount(local).argmax()
-    assert busiest_hour in (9, 10)
+    # The open peak, 35 min after the 09:00 open; an hour off either way is a DST slip.
+    assert busiest_hour == HOURS.open_time.hour
 
 
 def test_no_traffic_gives_an_empty_trace_that_still_simulates() -> None:
