@@ -50,10 +50,6 @@ class PeriodSamples:
         self.minimum = min(self.minimum, value)
         self.maximum = max(self.maximum, value, value if peak is None else peak)
 
-    @property
-    def average(self) -> float:
-        return self.total / self.count
-
     def statistic_set(self) -> StatisticSetTypeDef:
         return {
             "SampleCount": float(self.count),

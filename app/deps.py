@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from app.errors import GatewayError
 from app.gateway import Gateway
 from app.tenants import Tenant
 
@@ -27,7 +28,7 @@ async def get_tenant(
 ) -> Tenant:
     try:
         return gateway.tenants.authenticate(authorization)
-    except Exception:
+    except GatewayError:
         gateway.metrics.requests.labels("-", "auth", "401").inc()
         raise
 

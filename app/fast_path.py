@@ -15,14 +15,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import GatewayError, render
-from app.routes.openai_api import chat_completions, completions
+from app.routes.openai_api import generation_routes
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-ENDPOINTS: dict[str, Endpoint] = {
-    "/v1/chat/completions": chat_completions,
-    "/v1/completions": completions,
-}
+# The same path-to-endpoint pairs FastAPI routes, so the two can never disagree.
+ENDPOINTS: dict[str, Endpoint] = {route.path: route.endpoint for route in generation_routes}
 
 
 class GenerationFastPath:

@@ -163,36 +163,42 @@ class Proxy:
         return response
 
     @staticmethod
-    def _upstream_failure(status: int, body: bytes) -> GatewayError:
-        try:
-            detail = json.loads(body)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            detail = body[:200].decode(errors="replace")
-        return GatewayError(
-            502, f"The model server failed (HTTP {status}): {detail}", "upstream_error"
-        )
+    def _whole_answer(upstream: UpstreamResponse, content: bytes) -> Response:
+        """The upstream's complete answer as ours: passed on as sent, but a 5xx is our 502."""
+        if upstream.status >= 500:
+            try:
+                detail = json.loads(content)["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                detail = content[:200].decode(errors="replace")
+            raise GatewayError(
+                502, f"The model server failed (HTTP {upstream.status}): {detail}", "upstream_error"
+            )
+        media_type = (upstream.header(b"content-type") or b"application/json").decode()
+        return Response(content, status_code=upstream.status, media_type=media_type)
 
     async def forward(
         self,
         request: Request,
         route: str,
-        path: str,
         body: bytes,
         stream: bool,
         ticket: Ticket,
         on_done: Callable[[int], None],
     ) -> Response:
-        """Forward a validated body; the ticket is released when the answer is complete."""
+        """Forward a validated body to the upstream's path of the same name as `route`;
+        the ticket is released when the answer is complete."""
         started = time.perf_counter()
         headers = [("Content-Type", "application/json")]
         request_id = request.headers.get("x-request-id")
         if request_id:
             headers.append(("X-Request-Id", request_id[:128]))
         if stream:
-            return await self._forward_stream(request, route, path, body, headers, ticket, on_done)
+            return await self._forward_stream(
+                request, route, body, headers, ticket, on_done, started
+            )
         status = CLIENT_CLOSED
         try:
-            response = await until_disconnect(request, self._whole(path, body, headers))
+            response = await until_disconnect(request, self._whole(route, body, headers))
             status = response.status_code
             return response
         except GatewayError as error:
@@ -219,24 +225,20 @@ class Proxy:
             ) from None
         finally:
             upstream.close()
-        if upstream.status >= 500:
-            raise self._upstream_failure(upstream.status, content)
-        media_type = (upstream.header(b"content-type") or b"application/json").decode()
-        return Response(content, status_code=upstream.status, media_type=media_type)
+        return self._whole_answer(upstream, content)
 
     async def _forward_stream(
         self,
         request: Request,
         route: str,
-        path: str,
         body: bytes,
         headers: list[tuple[str, str]],
         ticket: Ticket,
         on_done: Callable[[int], None],
+        started: float,
     ) -> Response:
-        started = time.perf_counter()
         try:
-            upstream = await until_disconnect(request, self._send(path, body, headers))
+            upstream = await until_disconnect(request, self._send(route, body, headers))
         except ClientGone:
             ticket.release()
             on_done(CLIENT_CLOSED)
@@ -254,13 +256,13 @@ class Proxy:
             finally:
                 upstream.close()
                 ticket.release()
-            if upstream.status >= 500:
-                failure = self._upstream_failure(upstream.status, content)
+            try:
+                response = self._whole_answer(upstream, content)
+            except GatewayError as failure:
                 on_done(failure.status)
                 return render(failure)
             on_done(upstream.status)
-            media_type = (upstream.header(b"content-type") or b"application/json").decode()
-            return Response(content, status_code=upstream.status, media_type=media_type)
+            return response
 
         ttft = self._metrics.ttft.labels(route)
         latency = self._metrics.latency.labels(route, "true")
@@ -312,7 +314,4 @@ class Proxy:
             raise GatewayError(
                 502, f"The model server could not be reached: {error}", "upstream_error"
             ) from None
-        if upstream.status >= 500:
-            raise self._upstream_failure(upstream.status, content)
-        media_type = (upstream.header(b"content-type") or b"application/json").decode()
-        return Response(content, status_code=upstream.status, media_type=media_type)
+        return self._whole_answer(upstream, content)

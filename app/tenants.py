@@ -133,9 +133,6 @@ class TenantRegistry:
         )
         return len(self._entries)
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def authenticate(self, authorization: str | None) -> Tenant:
         if not authorization or not authorization.startswith("Bearer "):
             raise GatewayError(

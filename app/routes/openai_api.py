@@ -22,7 +22,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
             raise GatewayError(400, "Content-Length is not a number.", "invalid_request_error")
-        if int(declared) > limit:
+        # Length first: int() raises on strings of over 4300 digits, which would be a 500.
+        digits = declared.lstrip("0")
+        if len(digits) > len(str(limit)) or int(digits or "0") > limit:
             raise GatewayError(
                 413, f"Request body is larger than {limit} bytes.", "invalid_request_error"
             )
@@ -80,7 +82,7 @@ async def _generate(
         record.shed_reason = error.shed_reason
         raise
     return await gateway.proxy.forward(
-        request, route, route, generation.body, generation.stream, ticket, done
+        request, route, generation.body, generation.stream, ticket, done
     )
 
 

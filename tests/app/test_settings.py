@@ -61,6 +61,7 @@ def test_production_settings_read_from_the_environment(local_env: pytest.MonkeyP
         ("GATEWAY_MAX_N", "1000", "GATEWAY_MAX_N"),
         ("GATEWAY_UPSTREAM_URL", "https://vllm:8001", "GATEWAY_UPSTREAM_URL"),
         ("GATEWAY_UPSTREAM_URL", "http://127.0.0.1:8001/v1", "GATEWAY_UPSTREAM_URL"),
+        ("GATEWAY_UPSTREAM_URL", "http://127.0.0.1:99999", "GATEWAY_UPSTREAM_URL"),
         ("GATEWAY_CLOUDWATCH_ENABLED", "true", "GATEWAY_AUTOSCALING_GROUP_NAME is required"),
         ("GATEWAY_LIFECYCLE_WATCH_ENABLED", "true", "GATEWAY_LIFECYCLE_HOOK_NAME are required"),
         ("GATEWAY_TENANTS_SECRET_ID", "tenants", "exactly one of GATEWAY_TENANTS_FILE"),

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -148,6 +149,17 @@ def test_body_over_the_limit_is_413(tmp_path: Path) -> None:
             assert response.status_code == 413
             assert stack.fake.stats.generation_requests == 0
 
+            # A declared length too long for int() is as much over the limit as any other.
+            # Straight to the app: uvicorn's own parser would refuse it before the gateway.
+            transport = httpx.ASGITransport(app=stack.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as direct:
+                response = await direct.post(
+                    "/v1/chat/completions",
+                    content=b"{}",
+                    headers={"Authorization": f"Bearer {ACME_KEY}", "Content-Length": "9" * 5000},
+                )
+            assert response.status_code == 413
+
     asyncio.run(scenario())
 
 
@@ -208,7 +220,19 @@ def test_instance_over_its_cap_answers_fast_503(tmp_path: Path) -> None:
 
 def test_upstream_4xx_passes_through_and_5xx_becomes_502(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with running_stack(tmp_path) as stack, stack.client() as http:
+        # One probe only (at start): the gateway keeps the model list it learned then.
+        async with (
+            running_stack(tmp_path, probe_interval_s=300) as stack,
+            stack.client() as http,
+        ):
+            # The upstream refuses a model the gateway believes it serves: its 404 and its
+            # message come back as sent, whole or streamed.
+            stack.fake.config.model = "renamed-model"
+            for stream in (False, True):
+                refused = await http.post("/v1/chat/completions", json=chat_body(stream=stream))
+                assert refused.status_code == 404
+                assert refused.json()["error"]["message"] == f"The model `{MODEL}` does not exist."
+            stack.fake.config.model = MODEL
             stack.fake.config.mode = "fail"
             response = await http.post("/v1/chat/completions", json=chat_body())
             assert response.status_code == 502
@@ -284,6 +308,7 @@ def test_http_error_paths_keep_the_openai_shape(tmp_path: Path) -> None:
             assert missing.json()["error"]["code"] == 404
             wrong_method = await http.get("/v1/chat/completions")
             assert wrong_method.status_code == 405
+            assert wrong_method.json()["error"]["code"] == 405
 
     asyncio.run(scenario())
 
