@@ -20,13 +20,18 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import h11
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tests import processes
+from tests.fakes import fake_imds
 from tests.processes import LOOPBACK, ManagedProcess, clean_env, free_port, http_get, wait_until
 
 
@@ -213,8 +218,44 @@ class RecordedCall:
     params: dict[str, str]
 
 
-@dataclass
-class FakeAwsEndpoint:
+class LoopbackServed:
+    """Serves `self.app` (ASGI) with uvicorn from a thread of the test process, on 127.0.0.1.
+
+    The fakes stay in the test process, so that the test can read what arrived, while the
+    gateway under test reaches them over loopback from its own process.
+    """
+
+    app: Starlette
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "not started"
+        return f"http://{LOOPBACK}:{self._server.config.port}"
+
+    def start(self) -> None:
+        config = uvicorn.Config(
+            self.app, host=LOOPBACK, port=free_port(), log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        server = self._server
+        if wait_until(lambda: server.started, 10) is None:
+            raise RuntimeError(f"{type(self).__name__} did not start")
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+
+
+class FakeImds(LoopbackServed, fake_imds.FakeImds):
+    """The fake IMDSv2 of tests/fakes, served on 127.0.0.1 for a gateway in its own process."""
+
+
+class FakeAwsEndpoint(LoopbackServed):
     """A fake of the AWS query API on 127.0.0.1 (Auto Scaling's CompleteLifecycleAction).
 
     moto does not implement CompleteLifecycleAction, and botocore's Stubber cannot reach
@@ -222,100 +263,23 @@ class FakeAwsEndpoint:
     AWS_ENDPOINT_URL_AUTO_SCALING and every call is recorded for the test.
     """
 
-    calls: list[RecordedCall] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://{LOOPBACK}:{self.server.server_address[1]}"
+    def __init__(self) -> None:
+        self.calls: list[RecordedCall] = []
+        self.app = Starlette(routes=[Route("/", self._call, methods=["POST"])])
 
     def actions(self, name: str) -> list[RecordedCall]:
         return [call for call in self.calls if call.params.get("Action") == name]
 
-    def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode()
-                params = dict(urllib.parse.parse_qsl(raw))
-                fake.calls.append(RecordedCall(time.monotonic(), self.path, params))
-                action = params.get("Action", "Unknown")
-                body = (
-                    f'<{action}Response xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
-                    f"<{action}Result/><ResponseMetadata><RequestId>fake-0001</RequestId>"
-                    f"</ResponseMetadata></{action}Response>"
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-
-
-@dataclass
-class FakeImds:
-    """A fake of EC2 instance metadata (IMDSv2) on 127.0.0.1: a token, an id, a state."""
-
-    instance_id: str = "i-0fa4e000000000001"
-    lifecycle_state: str = "InService"
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://{LOOPBACK}:{self.server.server_address[1]}"
-
-    def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self, status: int, text: str) -> None:
-                body = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_PUT(self) -> None:
-                if self.path == "/latest/api/token":
-                    self._answer(200, "fake-imds-token")
-                else:
-                    self._answer(404, "")
-
-            def do_GET(self) -> None:
-                if self.headers.get("X-aws-ec2-metadata-token") != "fake-imds-token":
-                    self._answer(401, "")
-                elif self.path == "/latest/meta-data/instance-id":
-                    self._answer(200, fake.instance_id)
-                elif self.path == "/latest/meta-data/autoscaling/target-lifecycle-state":
-                    self._answer(200, fake.lifecycle_state)
-                else:
-                    self._answer(404, "")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+    async def _call(self, request: Request) -> Response:
+        params = dict(urllib.parse.parse_qsl((await request.body()).decode()))
+        self.calls.append(RecordedCall(time.monotonic(), request.url.path, params))
+        action = params.get("Action", "Unknown")
+        return Response(
+            f'<{action}Response xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+            f"<{action}Result/><ResponseMetadata><RequestId>fake-0001</RequestId>"
+            f"</ResponseMetadata></{action}Response>",
+            media_type="text/xml",
+        )
 
 
 @dataclass
