@@ -27,6 +27,14 @@ from tests.ami.unitfile import (
 STACK_NAMESPACE = StackSettings.model_fields["cloudwatch_namespace"].default
 
 
+# The longest drain deadline the stack can write (its longest_request_s upper bound).
+LONGEST_STACK_DEADLINE_S = next(
+    int(bound.le)
+    for bound in StackSettings.model_fields["longest_request_s"].metadata
+    if getattr(bound, "le", None) is not None
+)
+
+
 def _user_data_files(tmp_path: Path) -> dict[str, Path]:
     gateway_env = fleet.GatewayEnv(
         tenants_secret_id="finsight/prod/tenants",
@@ -34,7 +42,7 @@ def _user_data_files(tmp_path: Path) -> dict[str, Path]:
         autoscaling_group_name="finsight-prod",
         lifecycle_hook_name="finsight-prod-drain",
         region="us-east-1",
-        drain_deadline_s=120,
+        drain_deadline_s=LONGEST_STACK_DEADLINE_S,
     )
     user_data: str = fleet.render_user_data(gateway_env, "s3://models/llama/")
     header, _, body = user_data.partition("\n")
@@ -66,7 +74,9 @@ def test_stacks_gateway_env_starts_the_gateway_unit(
         monkeypatch.setenv(key, val)
     settings = GatewaySettings()
     timeout_stop_s = float(dict(unit["Service"])["TimeoutStopSec"])
-    assert settings.drain_deadline_s < timeout_stop_s
+    # Room after the longest deadline for CompleteLifecycleAction and the process exit.
+    assert settings.drain_deadline_s == LONGEST_STACK_DEADLINE_S
+    assert settings.drain_deadline_s + 30 <= timeout_stop_s
     assert exec_start_argv(unit, env)[0] == "/opt/finsight/gateway/bin/uvicorn"
 
 
