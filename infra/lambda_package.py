@@ -11,6 +11,7 @@ that changes nothing rebuilds nothing.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -94,6 +95,11 @@ class LambdaPackage:
     path: Path
     sha256: str
     size: int
+
+    @property
+    def sha256_base64(self) -> str:
+        """The digest as Terraform's `source_code_hash` takes it."""
+        return base64.b64encode(bytes.fromhex(self.sha256)).decode()
 
 
 def _pins(requirements: Sequence[str], constraints: Path) -> list[str]:

@@ -6,7 +6,6 @@ to the NYSE schedule; this construct deploys it from its reproducible zip.
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 from dataclasses import dataclass
@@ -102,7 +101,6 @@ class MarketCalendar(Construct):
     role_name: str
     dead_letter_queue_arn: str
     schedule_name: str
-    error_alarm_name: str
     # Short name (CALENDAR_ALARMS) -> deployed name.
     alarm_names: dict[str, str]
 
@@ -153,7 +151,7 @@ class MarketCalendar(Construct):
             description="Keeps the fleet's one-off scheduled actions equal to the NYSE calendar",
             role=role.arn,
             filename=code.path,
-            source_code_hash=base64.b64encode(bytes.fromhex(self.package.sha256)).decode(),
+            source_code_hash=self.package.sha256_base64,
             handler=self.package.handler,
             runtime=self.package.runtime,
             architectures=["x86_64"],
@@ -237,11 +235,10 @@ class MarketCalendar(Construct):
         self.schedule_name = schedule.name
 
         self.alarm_names = {alarm: f"{props.name}-{alarm}" for alarm in CALENDAR_ALARMS}
-        self.error_alarm_name = self.alarm_names[ERRORS_ALARM]
         CloudwatchMetricAlarm(
             self,
             "errors",
-            alarm_name=self.error_alarm_name,
+            alarm_name=self.alarm_names[ERRORS_ALARM],
             alarm_description=(
                 "The calendar function failed: holidays and early closes may not be applied "
                 "(README: Market calendar Lambda; invoke it again once fixed)"

@@ -70,30 +70,22 @@ class Network(Construct):
             parts = [(value >> shift) & 255 for shift in (24, 16, 8, 0)]
             return ".".join(str(part) for part in parts) + f"/{subnet_prefix}"
 
-        public = [
-            Subnet(
-                self,
-                f"public-{index}",
-                vpc_id=vpc.id,
-                availability_zone=zone,
-                cidr_block=cidr(index),
-                map_public_ip_on_launch=False,
-                tags={"Name": f"{props.name}-public-{zone}"},
-            )
-            for index, zone in enumerate(props.availability_zones)
-        ]
-        private = [
-            Subnet(
-                self,
-                f"private-{index}",
-                vpc_id=vpc.id,
-                availability_zone=zone,
-                cidr_block=cidr(8 + index),
-                map_public_ip_on_launch=False,
-                tags={"Name": f"{props.name}-private-{zone}"},
-            )
-            for index, zone in enumerate(props.availability_zones)
-        ]
+        def subnets(tier: str, first_block: int) -> list[Subnet]:
+            return [
+                Subnet(
+                    self,
+                    f"{tier}-{index}",
+                    vpc_id=vpc.id,
+                    availability_zone=zone,
+                    cidr_block=cidr(first_block + index),
+                    map_public_ip_on_launch=False,
+                    tags={"Name": f"{props.name}-{tier}-{zone}"},
+                )
+                for index, zone in enumerate(props.availability_zones)
+            ]
+
+        # The VPC holds 16 blocks: public ones from 0, private from 8 (up to 8 zones each).
+        public, private = subnets("public", 0), subnets("private", 8)
         gateway = InternetGateway(self, "igw", vpc_id=vpc.id, tags={"Name": props.name})
         public_routes = RouteTable(
             self,
@@ -118,17 +110,14 @@ class Network(Construct):
             route=[RouteTableRoute(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)],
             tags={"Name": f"{props.name}-private"},
         )
-        for index, subnet in enumerate(public):
-            RouteTableAssociation(
-                self, f"public-{index}-routes", subnet_id=subnet.id, route_table_id=public_routes.id
-            )
-        for index, subnet in enumerate(private):
-            RouteTableAssociation(
-                self,
-                f"private-{index}-routes",
-                subnet_id=subnet.id,
-                route_table_id=private_routes.id,
-            )
+        for tier, tier_subnets, routes in (
+            ("public", public, public_routes),
+            ("private", private, private_routes),
+        ):
+            for index, subnet in enumerate(tier_subnets):
+                RouteTableAssociation(
+                    self, f"{tier}-{index}-routes", subnet_id=subnet.id, route_table_id=routes.id
+                )
         VpcEndpoint(
             self,
             "s3-endpoint",

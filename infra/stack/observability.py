@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from cdktn_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
 from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
@@ -29,6 +30,7 @@ from infra.policy.aws_rules import (
 )
 from infra.stack.fleet import LOG_GROUP_PREFIX
 from infra.stack.market_calendar import CALENDAR_ALARMS
+from infra.stack.scaling import rule_alarm_config
 
 # Alarm names, without the fleet's name in front (see `alarm_name`).
 SCALE_OUT_ALARM = "ongoing-requests-high"
@@ -81,7 +83,6 @@ class Observability(Construct):
     alarm_topic_arn: str
     dashboard_name: str
     alarm_names: dict[str, str]
-    log_group_names: tuple[str, ...]
 
     def __init__(self, scope: Construct, id_: str, props: ObservabilityProps) -> None:
         super().__init__(scope, id_)
@@ -94,7 +95,6 @@ class Observability(Construct):
                 name=group,
                 retention_in_days=props.log_retention_days,
             )
-        self.log_group_names = LOG_GROUPS
 
         topic = SnsTopic(
             self,
@@ -112,7 +112,7 @@ class Observability(Construct):
                 protocol="email",
                 endpoint=props.alarm_email,
             )
-        self._alarms(topic.arn)
+        self._alarms()
         dashboard = CloudwatchDashboard(
             self,
             "dashboard",
@@ -121,42 +121,35 @@ class Observability(Construct):
         )
         self.dashboard_name = dashboard.dashboard_name
 
-    def _alarms(self, topic_arn: str) -> None:
+    def _page(self, alarm: str, description: str, **config: Any) -> None:
+        """A paging alarm: it notifies the topic when it fires and again when it clears."""
+        notify = [self.alarm_topic_arn]
+        CloudwatchMetricAlarm(
+            self,
+            alarm,
+            alarm_name=self.alarm_names[alarm],
+            alarm_description=description,
+            alarm_actions=notify,
+            ok_actions=notify,
+            **config,
+        )
+
+    def _alarms(self) -> None:
         props = self._props
         group = {GROUP_DIMENSION: props.autoscaling_group_name}
         balancer = {"LoadBalancer": props.load_balancer_arn_suffix}
         target_group = {**balancer, "TargetGroup": props.target_group_arn_suffix}
-        notify = [topic_arn]
         heartbeat = props.rules.metric_heartbeat
 
-        CloudwatchMetricAlarm(
-            self,
+        self._page(
             METRIC_MISSING_ALARM,
-            alarm_name=self.alarm_names[METRIC_MISSING_ALARM],
-            alarm_description=(
-                "No gateway published OngoingRequests for "
-                f"{heartbeat.window_s} s: scaling is blind (it neither grows nor shrinks)"
-            ),
-            namespace=props.namespace,
-            metric_name=heartbeat.metric_name,
-            dimensions=group,
-            statistic=heartbeat.statistic,
-            period=heartbeat.period_s,
-            evaluation_periods=heartbeat.evaluation_periods,
-            datapoints_to_alarm=heartbeat.datapoints_to_alarm,
-            threshold=heartbeat.threshold,
-            comparison_operator=heartbeat.comparison.value,
-            treat_missing_data=heartbeat.treat_missing_data.value,
-            alarm_actions=notify,
-            ok_actions=notify,
+            "No gateway published OngoingRequests for "
+            f"{heartbeat.window_s} s: scaling is blind (it neither grows nor shrinks)",
+            **rule_alarm_config(heartbeat, props.namespace, props.autoscaling_group_name),
         )
-        CloudwatchMetricAlarm(
-            self,
+        self._page(
             LATENCY_ALARM,
-            alarm_name=self.alarm_names[LATENCY_ALARM],
-            alarm_description=(
-                f"p99 target response time above the {props.latency_sla_p99_s:g} s SLA for 5 min"
-            ),
+            f"p99 target response time above the {props.latency_sla_p99_s:g} s SLA for 5 min",
             namespace=ALB_NAMESPACE,
             metric_name="TargetResponseTime",
             dimensions=target_group,
@@ -167,16 +160,10 @@ class Observability(Construct):
             threshold=props.latency_sla_p99_s,
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
-            alarm_actions=notify,
-            ok_actions=notify,
         )
-        CloudwatchMetricAlarm(
-            self,
+        self._page(
             ERROR_RATE_ALARM,
-            alarm_name=self.alarm_names[ERROR_RATE_ALARM],
-            alarm_description=(
-                f"5xx responses above {props.error_rate_5xx_percent:g} % of requests for 5 min"
-            ),
+            f"5xx responses above {props.error_rate_5xx_percent:g} % of requests for 5 min",
             evaluation_periods=5,
             datapoints_to_alarm=5,
             threshold=props.error_rate_5xx_percent,
@@ -193,14 +180,10 @@ class Observability(Construct):
                     return_data=True,
                 ),
             ],
-            alarm_actions=notify,
-            ok_actions=notify,
         )
-        CloudwatchMetricAlarm(
-            self,
+        self._page(
             UNHEALTHY_HOST_ALARM,
-            alarm_name=self.alarm_names[UNHEALTHY_HOST_ALARM],
-            alarm_description="At least one gateway failed its readiness probe for 3 min",
+            "At least one gateway failed its readiness probe for 3 min",
             namespace=ALB_NAMESPACE,
             metric_name="UnHealthyHostCount",
             dimensions=target_group,
@@ -211,16 +194,10 @@ class Observability(Construct):
             threshold=0,
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
-            alarm_actions=notify,
-            ok_actions=notify,
         )
-        CloudwatchMetricAlarm(
-            self,
+        self._page(
             NO_HEALTHY_HOST_ALARM,
-            alarm_name=self.alarm_names[NO_HEALTHY_HOST_ALARM],
-            alarm_description=(
-                "No healthy gateway: the ALB fails open and sends traffic to unready instances"
-            ),
+            "No healthy gateway: the ALB fails open and sends traffic to unready instances",
             namespace=ALB_NAMESPACE,
             metric_name="HealthyHostCount",
             dimensions=target_group,
@@ -232,18 +209,12 @@ class Observability(Construct):
             comparison_operator="LessThanThreshold",
             # The ALB stops publishing when it has no registered target at all.
             treat_missing_data="breaching",
-            alarm_actions=notify,
-            ok_actions=notify,
         )
         target = props.rules.scale_out.alarm.threshold
-        CloudwatchMetricAlarm(
-            self,
+        self._page(
             SATURATED_ALARM,
-            alarm_name=self.alarm_names[SATURATED_ALARM],
-            alarm_description=(
-                f"At max capacity ({props.rules.max_capacity}) with ongoing requests per "
-                f"instance still above the target ({target:g}) for {SATURATED_MINUTES} min"
-            ),
+            f"At max capacity ({props.rules.max_capacity}) with ongoing requests per "
+            f"instance still above the target ({target:g}) for {SATURATED_MINUTES} min",
             evaluation_periods=SATURATED_MINUTES,
             datapoints_to_alarm=SATURATED_MINUTES,
             threshold=1,
@@ -269,8 +240,6 @@ class Observability(Construct):
                     return_data=True,
                 ),
             ],
-            alarm_actions=notify,
-            ok_actions=notify,
         )
 
     def _dashboard(self) -> dict[str, object]:

@@ -7,6 +7,7 @@ only turns them into resources, so what is deployed is what the replay tests exe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cdktn_provider_aws.autoscaling_policy import (
     AutoscalingPolicy,
@@ -15,7 +16,26 @@ from cdktn_provider_aws.autoscaling_policy import (
 from cdktn_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
 from constructs import Construct
 
-from infra.policy.aws_rules import GROUP_DIMENSION, ScalingRule, ScalingRules
+from infra.policy.aws_rules import GROUP_DIMENSION, AlarmRule, ScalingRule, ScalingRules
+
+
+def rule_alarm_config(
+    alarm: AlarmRule, namespace: str, autoscaling_group_name: str
+) -> dict[str, Any]:
+    """A compiled alarm rule's metric and thresholds as `CloudwatchMetricAlarm` arguments: the
+    scaling alarms and the heartbeat alarm (observability) deploy their rules the same way."""
+    return {
+        "namespace": namespace,
+        "metric_name": alarm.metric_name,
+        "dimensions": {GROUP_DIMENSION: autoscaling_group_name},
+        "statistic": alarm.statistic,
+        "period": alarm.period_s,
+        "evaluation_periods": alarm.evaluation_periods,
+        "datapoints_to_alarm": alarm.datapoints_to_alarm,
+        "threshold": alarm.threshold,
+        "comparison_operator": alarm.comparison.value,
+        "treat_missing_data": alarm.treat_missing_data.value,
+    }
 
 
 @dataclass(frozen=True)
@@ -74,16 +94,7 @@ class Scaling(Construct):
                 f"{id_}: Average {alarm.metric_name} per instance {alarm.comparison.value} "
                 f"{alarm.threshold:g} for {alarm.window_s} s (compiled from infra.policy)"
             ),
-            namespace=props.namespace,
-            metric_name=alarm.metric_name,
-            dimensions={GROUP_DIMENSION: props.autoscaling_group_name},
-            statistic=alarm.statistic,
-            period=alarm.period_s,
-            evaluation_periods=alarm.evaluation_periods,
-            datapoints_to_alarm=alarm.datapoints_to_alarm,
-            threshold=alarm.threshold,
-            comparison_operator=alarm.comparison.value,
-            treat_missing_data=alarm.treat_missing_data.value,
             alarm_actions=[policy.arn],
+            **rule_alarm_config(alarm, props.namespace, props.autoscaling_group_name),
         )
         return policy.arn

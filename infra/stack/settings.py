@@ -18,6 +18,9 @@ from infra.policy.aws_rules import METRICS_NAMESPACE
 from infra.policy.errors import PolicyError
 
 REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$"
+# Named once: an environment class that changes a default redeclares the whole field.
+VPC_CIDR_PATTERN = r"^\d+\.\d+\.\d+\.\d+/(1[6-9]|2[0-4])$"
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 # CloudWatch Logs retention values (days) the API accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
 
@@ -34,7 +37,7 @@ class StackSettings(BaseSettings):
     availability_zones: tuple[str, ...] = ("us-east-1a", "us-east-1b")
 
     # Network: create a VPC (vpc_cidr) or use an existing one (vpc_id and its subnets).
-    vpc_cidr: str = Field("10.40.0.0/16", pattern=r"^\d+\.\d+\.\d+\.\d+/(1[6-9]|2[0-4])$")
+    vpc_cidr: str = Field("10.40.0.0/16", pattern=VPC_CIDR_PATTERN)
     vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$")
     public_subnet_ids: tuple[SubnetId, ...] = ()
     private_subnet_ids: tuple[SubnetId, ...] = ()
@@ -80,7 +83,7 @@ class StackSettings(BaseSettings):
     market_calendar: bool = True
 
     # Terraform state: an S3 bucket with S3-native locking, or a local file otherwise.
-    state_bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    state_bucket: str | None = Field(None, pattern=BUCKET_PATTERN)
     state_key: str = Field("finsight-serving/terraform.tfstate", min_length=1)
 
     @model_validator(mode="after")
@@ -123,7 +126,6 @@ class DevSettings(StackSettings):
     model_config = SettingsConfigDict(env_prefix="FINSIGHT_DEV_")
 
     environment: Literal["dev", "prod"] = "dev"
-    vpc_cidr: str = Field("10.40.0.0/16", pattern=r"^\d+\.\d+\.\d+\.\d+/(1[6-9]|2[0-4])$")
     log_retention_days: int = 14
 
 
@@ -131,11 +133,11 @@ class ProdSettings(StackSettings):
     model_config = SettingsConfigDict(env_prefix="FINSIGHT_PROD_")
 
     environment: Literal["dev", "prod"] = "prod"
-    vpc_cidr: str = Field("10.41.0.0/16", pattern=r"^\d+\.\d+\.\d+\.\d+/(1[6-9]|2[0-4])$")
+    vpc_cidr: str = Field("10.41.0.0/16", pattern=VPC_CIDR_PATTERN)
     warm_pool: bool = True
     log_retention_days: int = 90
     state_bucket: str | None = Field(
-        "finsight-terraform-state-123456789012", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+        "finsight-terraform-state-123456789012", pattern=BUCKET_PATTERN
     )
 
 

@@ -48,10 +48,6 @@ class FleetStack(TerraformStack):
     schedule: Schedule
     observability: Observability
     market_calendar: MarketCalendar | None
-    # What the calendar Lambda's construct needs.
-    autoscaling_group_name: str
-    autoscaling_group_arn: str
-    alarm_topic_arn: str
     # The deployed name of every alarm in this stack.
     alarm_names: tuple[str, ...]
 
@@ -144,8 +140,7 @@ class FleetStack(TerraformStack):
                 rollback_alarm_names=(alarm_name(name, UNHEALTHY_HOST_ALARM),),
             ),
         )
-        self.autoscaling_group_name = self.fleet.autoscaling_group_name
-        self.autoscaling_group_arn = self.fleet.autoscaling_group_arn
+        group_name = self.fleet.autoscaling_group_name
         self.observability = Observability(
             self,
             "observability",
@@ -153,7 +148,7 @@ class FleetStack(TerraformStack):
                 name=name,
                 region=settings.region,
                 namespace=settings.cloudwatch_namespace,
-                autoscaling_group_name=self.autoscaling_group_name,
+                autoscaling_group_name=group_name,
                 load_balancer_arn_suffix=self.load_balancer.arn_suffix,
                 target_group_arn_suffix=self.load_balancer.target_group_arn_suffix,
                 rules=self.rules,
@@ -163,13 +158,12 @@ class FleetStack(TerraformStack):
                 log_retention_days=settings.log_retention_days,
             ),
         )
-        self.alarm_topic_arn = self.observability.alarm_topic_arn
         self.scaling = Scaling(
             self,
             "scaling",
             ScalingProps(
                 name=name,
-                autoscaling_group_name=self.autoscaling_group_name,
+                autoscaling_group_name=group_name,
                 namespace=settings.cloudwatch_namespace,
                 rules=self.rules,
                 scale_out_alarm_name=self.observability.alarm_names[SCALE_OUT_ALARM],
@@ -179,7 +173,7 @@ class FleetStack(TerraformStack):
         self.schedule = Schedule(
             self,
             "schedule",
-            ScheduleProps(autoscaling_group_name=self.autoscaling_group_name, policy=policy),
+            ScheduleProps(autoscaling_group_name=group_name, policy=policy),
         )
         self.market_calendar = None
         if settings.market_calendar:
@@ -189,9 +183,9 @@ class FleetStack(TerraformStack):
                 MarketCalendarProps(
                     name=name,
                     account_id=account_id,
-                    autoscaling_group_name=self.autoscaling_group_name,
-                    autoscaling_group_arn=self.autoscaling_group_arn,
-                    alarm_topic_arn=self.alarm_topic_arn,
+                    autoscaling_group_name=group_name,
+                    autoscaling_group_arn=self.fleet.autoscaling_group_arn,
+                    alarm_topic_arn=self.observability.alarm_topic_arn,
                     policy=policy,
                     log_retention_days=settings.log_retention_days,
                 ),
@@ -200,6 +194,6 @@ class FleetStack(TerraformStack):
             tuple(self.market_calendar.alarm_names.values()) if self.market_calendar else ()
         )
         TerraformOutput(self, "api_dns_name", value=self.load_balancer.dns_name)
-        TerraformOutput(self, "autoscaling_group_name", value=self.autoscaling_group_name)
-        TerraformOutput(self, "alarm_topic_arn", value=self.alarm_topic_arn)
+        TerraformOutput(self, "autoscaling_group_name", value=group_name)
+        TerraformOutput(self, "alarm_topic_arn", value=self.observability.alarm_topic_arn)
         TerraformOutput(self, "dashboard_name", value=self.observability.dashboard_name)

@@ -10,6 +10,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# Named once for the gateways and this function; the zip carries infra/policy.
+from infra.policy.aws_rules import METRICS_NAMESPACE
 from lambdas.market_calendar.reconcile import reconcile
 from lambdas.market_calendar.settings import CalendarRequest, CalendarSettings
 
@@ -17,7 +19,6 @@ if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
 
 SERVICE = "market-calendar"
-METRICS_NAMESPACE = "FinsightServing"
 
 # Powertools' documented pattern: one Logger and one Metrics per function, flushed by the
 # decorators; creating them reads only POWERTOOLS_* variables, no project configuration.

@@ -38,10 +38,6 @@ class Summary:
     unchanged: list[OneOffAction] = field(default_factory=list)
     skipped_past: list[OneOffAction] = field(default_factory=list)
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.created or self.updated or self.deleted)
-
     def as_json(self) -> dict[str, object]:
         def names(actions: list[OneOffAction]) -> list[dict[str, object]]:
             return [action.as_json() for action in actions]

@@ -1,4 +1,6 @@
-"""The calendar function's wiring in the synthesized stack: code, roles, schedule, alarms."""
+"""The calendar function's wiring in the synthesized stack: code, roles, schedule, alarms.
+
+`prod` and `synth` are the session's synth (conftest); `fixed_image` has the function off."""
 
 from __future__ import annotations
 
@@ -7,42 +9,16 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cdktn import App
 
-from infra.main import TARGET_VERSIONS
 from infra.policy import FLEET_POLICY, PolicyError, SpecialDay
 from infra.policy.loader import policy_from_mapping
 from infra.stack.market_calendar import policy_environment
 from infra.stack.settings import load_settings
-from infra.stack.stack import FleetStack
 
-PROD = "finsight-serving-prod"
-DEV = "finsight-serving-dev"
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One synth for the module: prod with the function, dev with it switched off."""
-    outdir = tmp_path_factory.mktemp("cdktf.out")
-    app = App(outdir=str(outdir), context={"targetVersions": TARGET_VERSIONS})
-    FleetStack(app, load_settings("prod"))
-    FleetStack(app, load_settings("dev", market_calendar=False))
-    app.synth()
-    return outdir
-
-
-def stack_json(synth: Path, name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((synth / "stacks" / name / "cdk.tf.json").read_text())
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def prod(synth: Path) -> dict[str, Any]:
-    return stack_json(synth, PROD)
+from .conftest import Synth
 
 
 def only(stack: dict[str, Any], kind: str, contains: str = "market-calendar") -> tuple[str, Any]:
@@ -60,12 +36,14 @@ def ref(address: str, attribute: str) -> str:
     return f"${{{address}.{attribute}}}"
 
 
-def test_function_runs_the_packaged_handler_from_its_zip(prod: dict[str, Any], synth: Path) -> None:
+def test_function_runs_the_packaged_handler_from_its_zip(
+    prod: dict[str, Any], synth: Synth
+) -> None:
     _, function = only(prod, "aws_lambda_function")
     assert function["runtime"] == "python3.12"
     assert function["handler"] == "lambdas.market_calendar.handler.lambda_handler"
     assert function["reserved_concurrent_executions"] == 1
-    zip_bytes = (synth / "stacks" / PROD / function["filename"]).read_bytes()
+    zip_bytes = (synth.stack_dir("prod") / function["filename"]).read_bytes()
     assert (
         function["source_code_hash"]
         == base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode()
@@ -165,10 +143,11 @@ def test_error_alarm_pages_through_the_stack_topic(prod: dict[str, Any]) -> None
     assert dead_letters["alarm_actions"] == [ref(topic, "arn")]
 
 
-def test_switched_off_environment_has_no_calendar_resources(synth: Path) -> None:
-    dev = stack_json(synth, DEV)
-    assert "aws_lambda_function" not in dev["resource"]
-    assert "aws_scheduler_schedule" not in dev["resource"]
+def test_switched_off_environment_has_no_calendar_resources(
+    fixed_image: dict[str, Any],
+) -> None:
+    assert "aws_lambda_function" not in fixed_image["resource"]
+    assert "aws_scheduler_schedule" not in fixed_image["resource"]
 
 
 def test_policy_too_large_for_the_environment_is_refused() -> None:

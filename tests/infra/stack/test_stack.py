@@ -9,9 +9,7 @@ import re
 from typing import Any
 
 import pytest
-from cdktn import App
 
-from infra.main import TARGET_VERSIONS
 from infra.policy import FLEET_POLICY, cold_start, effective_schedule
 from infra.policy.aws_rules import compile_scaling_rules
 from infra.stack.fleet import GATEWAY_ENV_PATH, VLLM_ENV_PATH
@@ -25,15 +23,14 @@ from infra.stack.observability import (
     alarm_name,
 )
 from infra.stack.settings import load_settings
-from infra.stack.stack import AWS_PROVIDER_VERSION, FleetStack
+from infra.stack.stack import AWS_PROVIDER_VERSION
 
-from .conftest import Synth
+from .conftest import FIXED_IMAGE, Synth
 
 Stack = dict[str, Any]
 RULES = compile_scaling_rules(FLEET_POLICY)
 REFERENCE = re.compile(r"^\$\{(aws_[a-z0-9_]+)\.([\w-]+)\.([a-z_]+)\}$")
 DATA_REFERENCE = re.compile(r"^\$\{data\.(aws_[a-z0-9_]+)\.([\w-]+)\.([a-z_]+)\}$")
-FIXED_IMAGE = "ami-0123456789abcdef0"
 
 
 def resources(stack: Stack, kind: str) -> dict[str, Any]:
@@ -240,21 +237,6 @@ def test_a_refresh_keeps_capacity_and_rolls_back_on_the_unhealthy_host_alarm(
     assert alarm in fleet_alarms(stack)
 
 
-@pytest.fixture(scope="module")
-def fixed_image(tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    """A stack given an AMI id instead of the parameter (and no calendar, to stay small)."""
-    outdir = tmp_path_factory.mktemp("fixed-image")
-    app = App(outdir=str(outdir), context={"targetVersions": TARGET_VERSIONS})
-    settings = load_settings(
-        "dev", image_ssm_parameter=None, image_id=FIXED_IMAGE, market_calendar=False
-    )
-    FleetStack(app, settings)
-    app.synth()
-    path = outdir / "stacks" / "finsight-serving-dev" / "cdk.tf.json"
-    loaded: Stack = json.loads(path.read_text())
-    return loaded
-
-
 def test_a_fixed_ami_id_goes_into_the_template_as_it_is(fixed_image: Stack) -> None:
     _, template = one(fixed_image, "aws_launch_template")
     assert template["image_id"] == FIXED_IMAGE
@@ -329,12 +311,6 @@ def test_instance_role_is_least_privilege(stack: Stack) -> None:
     assert statements["ReadModel"]["Resource"] == (
         f"arn:aws:s3:::{settings.model_bucket}/{settings.model_prefix}*"
     )
-
-
-def test_alarm_names_are_the_listed_ones(stack: Stack) -> None:
-    name = f"finsight-serving-{stack_environment(stack)}"
-    assert set(fleet_alarms(stack)) == {alarm_name(name, alarm) for alarm in ALARMS}
-    assert len(set(ALARMS)) == len(ALARMS)
 
 
 def test_every_alarm_the_stack_deploys_is_in_the_one_list(stack: Stack, synth: Synth) -> None:
@@ -484,10 +460,3 @@ def test_log_groups_keep_logs_for_the_environment_retention(stack: Stack) -> Non
     groups = {b["name"]: b for b in resources(stack, "aws_cloudwatch_log_group").values()}
     for name in ("/finsight-serving/gateway", "/finsight-serving/vllm"):
         assert groups[name]["retention_in_days"] == settings.log_retention_days
-
-
-def test_stack_exposes_what_the_calendar_construct_needs(synth: Synth) -> None:
-    stack = synth.stacks["prod"]
-    for attribute in ("autoscaling_group_name", "autoscaling_group_arn", "alarm_topic_arn"):
-        assert isinstance(getattr(stack, attribute), str)
-    assert stack.settings.market_calendar is True
