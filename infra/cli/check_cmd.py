@@ -22,6 +22,7 @@ from infra.policy import FLEET_POLICY
 from infra.policy.loader import load_policy
 from infra.sim.check import REFERENCE_DAYS, REFERENCE_START, Limits, evaluate
 from infra.sim.progress import ProgressBar
+from infra.sim.report import json_safe
 from infra.sim.runner import POLICY_CONFIG, run_configs
 
 MAX_DAYS = 92
@@ -65,15 +66,17 @@ def run(args: argparse.Namespace) -> int:
     failed = [f for f in findings if not f.passed]
     if args.json:
         print_json(
-            {
-                "passed": not failed,
-                "proposed": names["proposed"],
-                "reference": names["reference"],
-                "start": args.start.isoformat(),
-                "days": args.days,
-                "findings": [vars(f) for f in findings],
-                "runs": {label: summary.as_json() for label, summary in summaries.items()},
-            }
+            json_safe(
+                {
+                    "passed": not failed,
+                    "proposed": names["proposed"],
+                    "reference": names["reference"],
+                    "start": args.start.isoformat(),
+                    "days": args.days,
+                    "findings": [vars(f) for f in findings],
+                    "runs": {label: summary.as_json() for label, summary in summaries.items()},
+                }
+            )
         )
     else:
         print(

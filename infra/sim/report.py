@@ -85,15 +85,18 @@ def as_json(outcome: Outcome, trace: Trace, sla: Sla, seed: int) -> dict[str, An
         "days": trace.days,
         "start_utc": dt.datetime.fromtimestamp(trace.start_s, dt.UTC).isoformat(),
         "sla": {"ttft_s": sla.ttft_s, "e2e_s": sla.e2e_s, "percentile": sla.percentile},
-        "configs": [_finite(report.as_json()) for report in outcome.reports],
+        "configs": [json_safe(report.as_json()) for report in outcome.reports],
         "ratios": ratios(outcome),
     }
 
 
-def _finite(value: Any) -> Any:
-    # JSON has no infinity: a failed percentile is reported as null.
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float as None: JSON has no infinity, and a percentile
+    over requests that never finished is infinite."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
     return value
