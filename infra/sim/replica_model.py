@@ -29,13 +29,14 @@ class ReplicaModel:
     # weights -> at most 37 steps/s; vLLM reaches about 85% of that on A10G-class parts.
     decode_tokens_per_s: float = 32.0
     # Per-sequence slowdown per extra running sequence: a batch of n reads the weights once
-    # but adds n sequences' KV-cache reads and sampling. 0.06 gives 12 sequences about
-    # 19 tokens/s each, ~230 tokens/s in aggregate, in line with published vLLM A10G
+    # but adds n sequences' KV-cache reads and sampling. 0.08 gives 12 sequences about
+    # 17 tokens/s each, ~200 tokens/s in aggregate, in line with published vLLM A10G
     # throughput for 7-8B models at long (2-4k token) contexts.
     batch_slowdown: float = 0.08
     # Prefill is compute-bound: 8B params x 2 FLOP/token = 16 GFLOP per prompt token; the
-    # A10G's ~125 TFLOPS bf16 tensor peak at ~20% utilisation gives ~1,600 prompt tokens/s,
-    # i.e. 50x the single-stream decode speed.
+    # A10G's ~125 TFLOPS bf16 tensor peak at ~40% utilisation (large prefill batches keep
+    # the tensor cores busy) gives ~3,200 prompt tokens/s, i.e. 100x the single-stream
+    # decode speed.
     prefill_speedup: float = 100.0
     # Concurrency is bounded by KV cache, not compute: 24 GB - 16 GB weights - ~2 GB of
     # activations and CUDA graphs leaves ~5.5 GB; Llama-3.1-8B stores 128 KiB per token

@@ -35,7 +35,6 @@ from cdktn_provider_aws.sqs_queue import SqsQueue
 from constructs import Construct
 
 from infra.lambda_package import LambdaPackage, build
-from infra.policy.aws_rules import METRICS_NAMESPACE  # the handler emits there too
 from infra.policy.errors import PolicyError
 from infra.policy.fleet import FleetPolicy
 from infra.policy.loader import policy_as_mapping
@@ -72,6 +71,7 @@ class MarketCalendarProps:
     alarm_topic_arn: str
     policy: FleetPolicy
     log_retention_days: int
+    metrics_namespace: str  # the stack's one CloudWatch namespace
     horizon_days: int = 7
 
 
@@ -165,7 +165,7 @@ class MarketCalendar(Construct):
                     "HORIZON_DAYS": str(props.horizon_days),
                     "FLEET_POLICY_JSON": policy_environment(props.policy),
                     "POWERTOOLS_SERVICE_NAME": "market-calendar",
-                    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                    "POWERTOOLS_METRICS_NAMESPACE": props.metrics_namespace,
                     "POWERTOOLS_LOG_LEVEL": "INFO",
                 }
             ),

@@ -188,6 +188,7 @@ class FleetStack(TerraformStack):
                     alarm_topic_arn=self.observability.alarm_topic_arn,
                     policy=policy,
                     log_retention_days=settings.log_retention_days,
+                    metrics_namespace=settings.cloudwatch_namespace,
                 ),
             )
         self.alarm_names = tuple(self.observability.alarm_names.values()) + (

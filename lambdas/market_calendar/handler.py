@@ -23,7 +23,12 @@ SERVICE = "market-calendar"
 # Powertools' documented pattern: one Logger and one Metrics per function, flushed by the
 # decorators; creating them reads only POWERTOOLS_* variables, no project configuration.
 logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+# The stack sets the namespace to its own (settings.cloudwatch_namespace); the default is
+# for a run outside the stack.
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or METRICS_NAMESPACE,
+    service=SERVICE,
+)
 
 
 def _utcnow() -> dt.datetime:

@@ -9,14 +9,18 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cdktn import App
 
+from infra.main import TARGET_VERSIONS
 from infra.policy import FLEET_POLICY, PolicyError, SpecialDay
 from infra.policy.loader import policy_from_mapping
 from infra.stack.market_calendar import policy_environment
 from infra.stack.settings import load_settings
+from infra.stack.stack import FleetStack, stack_name
 
 from .conftest import Synth
 
@@ -62,10 +66,16 @@ def test_function_environment_names_the_group_and_carries_the_policy(
     assert deployed == FLEET_POLICY
 
 
-def test_function_metrics_go_to_the_stacks_one_namespace(prod: dict[str, Any]) -> None:
-    _, function = only(prod, "aws_lambda_function")
+def test_function_metrics_go_to_the_stacks_one_namespace(tmp_path: Path) -> None:
+    # A namespace other than the default: equal defaults would hide a hard-coded one.
+    app = App(outdir=str(tmp_path), context={"targetVersions": TARGET_VERSIONS})
+    settings = load_settings("dev", cloudwatch_namespace="Finsight/Staging")
+    FleetStack(app, settings)
+    app.synth()
+    document = json.loads((tmp_path / "stacks" / stack_name(settings) / "cdk.tf.json").read_text())
+    _, function = only(document, "aws_lambda_function")
     namespace = function["environment"]["variables"]["POWERTOOLS_METRICS_NAMESPACE"]
-    assert namespace == load_settings("prod").cloudwatch_namespace
+    assert namespace == "Finsight/Staging"
 
 
 def test_function_role_writes_only_to_the_fleet_group(prod: dict[str, Any]) -> None:
