@@ -23,6 +23,28 @@ GATEWAY_READY_TIMEOUT_S="${SERVE_GATEWAY_READY_TIMEOUT_S:-60}"
 # Locally a drain need not wait the production two minutes before Ctrl-C takes effect.
 DRAIN_DEADLINE_S="${SERVE_DRAIN_DEADLINE_S:-10}"
 
+# A bad value fails here, naming the variable, before anything is started (the cleanup does
+# arithmetic on these and must not fail half-way with vLLM still running).
+require_number() {
+    # $1 variable name, $2 value, $3 regex, $4 what is allowed
+    if [[ ! "$2" =~ $3 ]]; then
+        echo "serve: $1 must be $4, got '$2'" >&2
+        exit 2
+    fi
+}
+require_number SERVE_GATEWAY_PORT "$GATEWAY_PORT" '^[1-9][0-9]{0,4}$' "a port number"
+require_number SERVE_VLLM_PORT "$VLLM_PORT" '^[1-9][0-9]{0,4}$' "a port number"
+if ((GATEWAY_PORT > 65535 || VLLM_PORT > 65535)); then
+    echo "serve: SERVE_GATEWAY_PORT and SERVE_VLLM_PORT must be at most 65535" >&2
+    exit 2
+fi
+require_number SERVE_VLLM_START_TIMEOUT_S "$VLLM_START_TIMEOUT_S" '^[1-9][0-9]*$' \
+    "whole seconds above 0"
+require_number SERVE_GATEWAY_READY_TIMEOUT_S "$GATEWAY_READY_TIMEOUT_S" '^[1-9][0-9]*$' \
+    "whole seconds above 0"
+require_number SERVE_DRAIN_DEADLINE_S "$DRAIN_DEADLINE_S" '^[0-9]+(\.[0-9]+)?$' \
+    "seconds, e.g. 10 or 2.5"
+
 PY="$ROOT/.venv/bin/python"
 if [[ ! -x "$PY" ]]; then
     echo "serve: .venv is missing; run 'make serve' (it installs it first)" >&2
@@ -109,6 +131,26 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
+# Waits until URL answers 200; exits with the end of the log if the process dies first
+# or the timeout passes.
+#   wait_healthy NAME PID URL LOG TIMEOUT_S INTERVAL_S
+wait_healthy() {
+    local name="$1" pid="$2" url="$3" log="$4" timeout_s="$5" interval_s="$6"
+    local since=$SECONDS
+    until http_ok "$url"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "serve: $name exited while starting; the end of $log:" >&2
+            tail -n 30 "$log" >&2
+            exit 1
+        fi
+        if ((SECONDS - since > timeout_s)); then
+            echo "serve: $name not ready after ${timeout_s} s; see $log" >&2
+            exit 1
+        fi
+        sleep "$interval_s"
+    done
+}
+
 # Each server in a session of its own: Ctrl-C reaches only this script, which then stops
 # them in order (gateway drained first, vLLM after), as an instance's scale-in does.
 say "starting vLLM on 127.0.0.1:$VLLM_PORT (log: $VLLM_LOG)"
@@ -116,18 +158,7 @@ setsid local/vllm_server.sh "$MODEL_DIR" "$MODEL_NAME" "$VLLM_PORT" >"$VLLM_LOG"
 vllm_pid=$!
 
 started=$SECONDS
-until http_ok "http://127.0.0.1:$VLLM_PORT/health"; do
-    if ! kill -0 "$vllm_pid" 2>/dev/null; then
-        echo "serve: vLLM exited while starting; the end of $VLLM_LOG:" >&2
-        tail -n 30 "$VLLM_LOG" >&2
-        exit 1
-    fi
-    if ((SECONDS - started > VLLM_START_TIMEOUT_S)); then
-        echo "serve: vLLM not healthy after ${VLLM_START_TIMEOUT_S} s; see $VLLM_LOG" >&2
-        exit 1
-    fi
-    sleep 1
-done
+wait_healthy vLLM "$vllm_pid" "http://127.0.0.1:$VLLM_PORT/health" "$VLLM_LOG" "$VLLM_START_TIMEOUT_S" 1
 say "vLLM healthy after $((SECONDS - started)) s"
 
 say "starting the gateway on 127.0.0.1:$GATEWAY_PORT (log: $GATEWAY_LOG)"
@@ -140,19 +171,8 @@ GATEWAY_UPSTREAM_URL="http://127.0.0.1:$VLLM_PORT" \
     --host 127.0.0.1 --port "$GATEWAY_PORT" >"$GATEWAY_LOG" 2>&1 &
 gateway_pid=$!
 
-started=$SECONDS
-until http_ok "http://127.0.0.1:$GATEWAY_PORT/health/ready"; do
-    if ! kill -0 "$gateway_pid" 2>/dev/null; then
-        echo "serve: the gateway exited while starting; the end of $GATEWAY_LOG:" >&2
-        tail -n 30 "$GATEWAY_LOG" >&2
-        exit 1
-    fi
-    if ((SECONDS - started > GATEWAY_READY_TIMEOUT_S)); then
-        echo "serve: the gateway not ready after ${GATEWAY_READY_TIMEOUT_S} s; see $GATEWAY_LOG" >&2
-        exit 1
-    fi
-    sleep 0.5
-done
+wait_healthy "the gateway" "$gateway_pid" "http://127.0.0.1:$GATEWAY_PORT/health/ready" \
+    "$GATEWAY_LOG" "$GATEWAY_READY_TIMEOUT_S" 0.5
 
 BASE="http://127.0.0.1:$GATEWAY_PORT"
 cat <<EOF
