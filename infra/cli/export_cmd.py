@@ -1,4 +1,4 @@
-"""`fleet export keda`: the policy as a KEDA ScaledObject, the seed's Kubernetes migration
+"""`fleet export keda`: the policy as a KEDA ScaledObject, the ADR's Kubernetes migration
 path, with each value's origin in the policy explained in comments."""
 
 from __future__ import annotations

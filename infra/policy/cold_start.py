@@ -29,7 +29,7 @@ BOOT_TIMELINE: tuple[BootPhase, ...] = (
     BootPhase("os-boot", 25, 45, "kernel + cloud-init + user data on the Deep Learning Base AMI"),
     BootPhase("nvidia-driver", 5, 15, "driver load and persistence daemon on first GPU use"),
     BootPhase("vllm-process-start", 10, 20, "Python imports and CUDA context creation"),
-    BootPhase("weights-load", 30, 90, "the seed's measured model load (ADR: 30-90 s)"),
+    BootPhase("weights-load", 30, 90, "the ADR's measured model load (30-90 s)"),
     BootPhase(
         "graph-capture",
         10,

@@ -1,4 +1,4 @@
-"""The deployed policy: the seed's DEFAULT and MARKET_HOURS configs and the NYSE window.
+"""The deployed policy: the ADR's DEFAULT and MARKET_HOURS configs and the NYSE window.
 
 Edit here (one reviewed diff), then run `fleet check` to replay trading days against it.
 """

@@ -1,4 +1,4 @@
-"""The fleet policy: the seed's two scaling configs plus when each applies."""
+"""The fleet policy: the ADR's two scaling configs plus when each applies."""
 
 from __future__ import annotations
 

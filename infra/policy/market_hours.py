@@ -12,7 +12,7 @@ from infra.policy.errors import PolicyError
 # replica passing its health checks, with margin:
 #   scheduled actions may start up to 120 s late (EC2 Auto Scaling docs)
 # + g5 launch and boot with the NVIDIA driver up          ~120 s
-# + model load, the seed's upper figure                     90 s
+# + model load, the ADR's upper figure                     90 s
 # + ALB health checks to healthy (2 x 15 s interval)        30 s
 #   = 360 s; x1.5 for EBS lazy-load and AZ capacity retries = 540 s -> 600 s (08:50 ET).
 DEFAULT_PREWARM_LEAD_S = 600

@@ -18,7 +18,7 @@ HIGH_RESOLUTION_PERIODS_S = (10, 20, 30)
 # and a delay longer than an hour would hold idle A10Gs for no benefit.
 MAX_DELAY_S = 3600
 
-# Coupling check (see `coupling_warnings`): the seed tuned target 10 with a 30 s up delay on
+# Coupling check (see `coupling_warnings`): the ADR tuned target 10 with a 30 s up delay on
 # 10 s metrics, i.e. 3 averaged samples of a signal whose mean is 10.
 SEED_NOISE_BUDGET = 10 * 3
 
@@ -29,7 +29,7 @@ def is_valid_alarm_period(period_s: int) -> bool:
 
 @dataclass(frozen=True)
 class ScalingConfig:
-    """One autoscaling configuration, in the seed's (Ray Serve's) vocabulary.
+    """One autoscaling configuration, in the ADR's (Ray Serve's) vocabulary.
 
     `upscale_smoothing_factor` / `downscale_smoothing_factor` fall back to
     `smoothing_factor`, as in Ray Serve.
@@ -111,13 +111,13 @@ class ScalingConfig:
 
 
 def coupling_warnings(config: ScalingConfig) -> list[str]:
-    """The coupled-parameter traps the seed warns about, as human-readable warnings.
+    """The coupled-parameter traps the ADR warns about, as human-readable warnings.
 
     Ongoing requests behave like a Poisson count: at a mean of `target` per replica its
     relative noise is 1/sqrt(target), and averaging `n` samples over the up delay divides
-    that by sqrt(n). The seed's tuning (target 10, 3 samples of 10 s) keeps target*n = 30;
+    that by sqrt(n). The ADR's tuning (target 10, 3 samples of 10 s) keeps target*n = 30;
     a smaller product makes single bursts look like sustained load, so the fleet scales
-    out on noise and back in five minutes later: the oscillation the seed describes.
+    out on noise and back in five minutes later: the oscillation the ADR describes.
     """
     warnings: list[str] = []
     budget = config.target_ongoing_requests * config.upscale_evaluation_periods

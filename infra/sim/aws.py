@@ -23,7 +23,8 @@ class AwsMechanics:
 
     # EC2 Auto Scaling documents that scheduled actions may start up to 2 minutes late.
     scheduled_action_max_late_s: float = 120.0
-    # The target group's check (ARCHITECTURE.md): every 15 s, 10 s timeout, unhealthy after 2.
+    # The target group's check (infra/stack/load_balancer.py): every 15 s, 10 s timeout,
+    # unhealthy after 2.
     health_check_interval_s: float = 15.0
     health_check_timeout_s: float = 10.0
     unhealthy_threshold: int = 2

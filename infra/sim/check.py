@@ -25,7 +25,7 @@ REFERENCE_DAYS = 7
 @dataclass(frozen=True)
 class Limits:
     cost_margin: float = 0.10  # proposed GPU-hours may exceed the reference's by this share
-    # Reversals (an opposite scale event within 10 min) per trading day. The seed policy
+    # Reversals (an opposite scale event within 10 min) per trading day. The ADR's policy
     # shows one or two on a bursty day (a burst's capacity is released 5 min later); a
     # mis-tuned target/delay pair shows dozens.
     max_reversals_per_trading_day: float = 3.0

@@ -62,7 +62,7 @@ class Static:
 
 
 class RayServe:
-    """The seed's Ray Serve semantics: `decide()` on the look-back average of ongoing requests.
+    """The ADR's Ray Serve semantics: `decide()` on the look-back average of ongoing requests.
 
     Ray replicas push metrics every 10 s and the controller averages a 30 s look-back; it
     ticks every 0.1 s, here every metric period (delays are multiples of it, so a decision

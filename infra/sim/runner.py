@@ -17,7 +17,7 @@ from infra.sim.sla import Sla
 from infra.sim.trace import Trace
 
 POLICY_CONFIG = "policy-aws"
-STATIC_BASELINES = 4  # static-1 .. static-4, as the seed's 1-4 replica range
+STATIC_BASELINES = 4  # static-1 .. static-4, as the ADR's 1-4 replica range
 
 Progress = Callable[[float, str], None]
 

@@ -1,4 +1,4 @@
-"""The reference traffic: the seed's 5 tenants x 2,000 queries a day, in market hours.
+"""The reference traffic: the ADR's 5 tenants x 2,000 queries a day, in market hours.
 
 Each trading day has an open peak and a close peak on a market-hours plateau, a few news
 bursts (every tenant's rate jumps, then decays) and per-tenant batch bursts (one tenant
@@ -26,7 +26,7 @@ BIN_S = 10.0
 
 @dataclass(frozen=True)
 class Scenario:
-    """The knobs of the reference day; defaults are the seed's scenario."""
+    """The knobs of the reference day; defaults are the ADR's scenario."""
 
     tenants: int = 5
     qpd_per_tenant: int = 2_000

@@ -150,7 +150,7 @@ class LoadBalancer(Construct):
                 protocol="HTTP",
                 port="traffic-port",
                 matcher="200",
-                # The seed's probe: 10 s timeout, out after 2 consecutive failures.
+                # The ADR's probe: 10 s timeout, out after 2 consecutive failures.
                 timeout=10,
                 unhealthy_threshold=2,
                 healthy_threshold=2,
