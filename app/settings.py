@@ -96,9 +96,11 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)
-        # `.port` raises ValueError on a port out of range: refused here, named, rather than
-        # as a traceback when the upstream client is made.
-        parts.port  # noqa: B018
+        # Checked here, named, rather than as a traceback when the upstream client is made.
+        try:
+            parts.port  # noqa: B018 - urlsplit parses the port lazily; reading it validates
+        except ValueError:
+            raise ValueError(f"port must be 0-65535, got {value!r}") from None
         if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
             raise ValueError(f"must look like http://host:port with no path, got {value!r}")
         return value.rstrip("/")
