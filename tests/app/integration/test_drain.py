@@ -1,14 +1,16 @@
 """Drain on SIGTERM with streams in flight: every stream finishes, new work gets 503, exit.
 
-A gateway of its own (the session's stays up) in front of the session's vLLM; the
-streams are long enough (240 tokens each) to be mid-generation when the signal lands.
+A gateway of its own (the package's stays up) in front of the package's vLLM. vLLM is
+frozen (SIGSTOP) while the streams are admitted and the signal lands, so that all of them
+are in flight then: the tiny model answers 240 tokens in about a second, often in one burst,
+and would otherwise finish some or all of them first.
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
@@ -21,8 +23,7 @@ from tests.processes import ClientTenant, GatewayServer, VllmServer, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 STREAMS = 8
-# Near the 256-token context: the longer each stream, the more of them the signal catches.
-TOKENS_EACH = 240
+TOKENS_EACH = 240  # near the 256-token context
 
 
 def test_sigterm_lets_in_flight_streams_finish_refuses_new_requests_and_exits(
@@ -31,9 +32,9 @@ def test_sigterm_lets_in_flight_streams_finish_refuses_new_requests_and_exits(
     # The minimum drain keeps the port open (and answering 503) for a while even once the
     # streams are done, as it does for the load balancer: the window the checks below use.
     gateway = start_gateway(drain_deadline_s=60.0, drain_min_s=5.0)
-    with make_client(gateway, tenant, timeout=120.0) as sdk:
+    with make_client(gateway, tenant, timeout=120.0) as sdk, ThreadPoolExecutor(STREAMS) as pool:
 
-        def open_stream(_: int) -> tuple[Completion, Iterator[Completion]]:
+        def read_stream(_: int) -> list[Completion]:
             stream = sdk.completions.create(
                 model=vllm.model,
                 prompt="Treasury yields",
@@ -42,30 +43,31 @@ def test_sigterm_lets_in_flight_streams_finish_refuses_new_requests_and_exits(
                 stream_options={"include_usage": True},
                 extra_body={"ignore_eos": True},
             )
-            chunks = iter(stream)
-            # The first chunk: the stream is admitted and vLLM is generating it.
-            return next(chunks), chunks
+            return list(stream)
 
-        # Opened together so that all are mid-generation when the signal lands.
-        with ThreadPoolExecutor(STREAMS) as pool:
-            streams = list(pool.map(open_stream, range(STREAMS), timeout=120))
+        vllm.freeze()
+        try:
+            streams = [pool.submit(read_stream, index) for index in range(STREAMS)]
+            admitted = wait_until(
+                lambda: gateway.metrics()["gateway_ongoing_requests"] == STREAMS, 30
+            )
+            assert admitted is not None, "the streams were not all admitted"
+            gateway.signal(signal.SIGTERM)
+            signalled_at = time.monotonic()
+            in_flight_at_sigterm = gateway.metrics()["gateway_ongoing_requests"]
 
-        gateway.signal(signal.SIGTERM)
-        signalled_at = time.monotonic()
-        # The tiny model is fast: the earliest streams may already be done, the last ones
-        # have just begun. Read at once, this is what the drain has to wait for.
-        in_flight_at_sigterm = gateway.metrics()["gateway_ongoing_requests"]
+            assert wait_until(lambda: gateway.ready_status() == 503, 5) is not None, (
+                "still ready after SIGTERM"
+            )
+            with pytest.raises(openai.APIStatusError) as refused:
+                sdk.completions.create(model=vllm.model, prompt="x", max_tokens=1)
+            assert refused.value.status_code == 503
+            assert gateway.alive()
+        finally:
+            vllm.thaw()
 
-        assert wait_until(lambda: gateway.ready_status() == 503, 5) is not None, (
-            "still ready after SIGTERM"
-        )
-        with pytest.raises(openai.APIStatusError) as refused:
-            sdk.completions.create(model=vllm.model, prompt="x", max_tokens=1)
-        assert refused.value.status_code == 503
-        assert gateway.alive()
-
-        for first, rest in streams:
-            chunks = [first, *rest]
+        for stream in streams:
+            chunks = stream.result(timeout=120)
             usage = chunks[-1].usage
             assert usage is not None and usage.completion_tokens == TOKENS_EACH
             finish_reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
@@ -78,6 +80,6 @@ def test_sigterm_lets_in_flight_streams_finish_refuses_new_requests_and_exits(
     # uvicorn finishes its graceful shutdown, then re-raises the SIGTERM it caught.
     assert exit_code in (0, -signal.SIGTERM), gateway.log_tail()
     assert "drain complete: no request in flight" in gateway.log_tail()
-    # Streams were still generating when the drain began: it had something to wait for.
-    assert in_flight_at_sigterm >= 1
+    # Every stream was in flight when the drain began: it had all of them to wait for.
+    assert in_flight_at_sigterm == STREAMS
     assert drained_in_s < 60
