@@ -68,6 +68,13 @@ class StackSettings(BaseSettings):
         "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
         pattern=r"^arn:aws[\w-]*:acm:[a-z0-9-]+:\d{12}:certificate/[\w-]+$",
     )
+    # DNS: the API's name in a Route 53 hosted zone (both or neither). The stack then writes
+    # an alias record to the load balancer, and a DNS-validated certificate when no
+    # certificate_arn is given.
+    api_domain: str | None = Field(
+        None, pattern=r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+    )
+    hosted_zone_id: str | None = Field(None, pattern=r"^Z[A-Z0-9]{1,31}$")
     # The longest request the service accepts (a long streamed answer, queueing included):
     # it sizes the ALB idle timeout, the deregistration delay and the drain deadline.
     longest_request_s: int = Field(300, ge=30, le=3600)
@@ -103,6 +110,8 @@ class StackSettings(BaseSettings):
                     raise ValueError(f"{name} must list at least 2 subnets when vpc_id is set")
         elif self.public_subnet_ids or self.private_subnet_ids:
             raise ValueError("public_subnet_ids / private_subnet_ids need vpc_id")
+        if (self.api_domain is None) != (self.hosted_zone_id is None):
+            raise ValueError("api_domain / hosted_zone_id: set both or neither")
         if not self.certificate_arn.split(":")[3] == self.region:
             raise ValueError(f"certificate_arn must be in the stack's region {self.region}")
         if self.warm_pool and self.instance_type.split(".")[0] in ("g5g",):
