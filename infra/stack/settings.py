@@ -72,7 +72,7 @@ class StackSettings(BaseSettings):
     # an alias record to the load balancer, and a DNS-validated certificate when no
     # certificate_arn is given.
     api_domain: str | None = Field(
-        None, pattern=r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+        None, max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
     )
     hosted_zone_id: str | None = Field(None, pattern=r"^Z[A-Z0-9]{1,31}$")
     # The longest request the service accepts (a long streamed answer, queueing included):
