@@ -152,12 +152,17 @@ def build_gateway(
 
 
 async def _reload_tenants(gateway: Gateway) -> None:
+    """One reload; any failure keeps the tenants in force, is counted and logged, never raised
+    (the periodic loop must outlive it, or revoked keys would keep working)."""
     try:
         count = await asyncio.to_thread(gateway.tenants.reload)
         log.info("tenants reloaded: %d", count)
     except TenantsDocumentError as error:
         gateway.metrics.tenants_reload_errors.inc()
         log.error("%s; the previous tenants stay in force", error)
+    except Exception:
+        gateway.metrics.tenants_reload_errors.inc()
+        log.exception("reloading the tenants failed; the previous tenants stay in force")
 
 
 async def _reload_tenants_forever(gateway: Gateway) -> None:

@@ -196,5 +196,71 @@ def test_sighup_reloads_the_tenants_at_once(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+NOT_UTF8 = b'{"tenants": [{"id": "\xff\xfe", "api_key_sha256": "' + b"0" * 64 + b'"}]}'
+
+
+def test_a_document_that_is_not_utf8_is_refused_and_the_old_one_stays(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.json"
+    path.write_text(json.dumps({"tenants": [{"id": "a", "api_key_sha256": digest(ACME_KEY)}]}))
+    registry = TenantRegistry(file_source(path), **DEFAULTS)
+    registry.reload()
+    path.write_bytes(NOT_UTF8)
+    with pytest.raises(TenantsDocumentError, match="invalid"):
+        registry.reload()
+    assert registry.authenticate(f"Bearer {ACME_KEY}").id == "a"
+
+
+def test_a_binary_secret_that_is_not_utf8_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        client.create_secret(Name="finsight/tenants", SecretBinary=NOT_UTF8)
+        registry = TenantRegistry(secret_source(client, "finsight/tenants"), **DEFAULTS)
+        with pytest.raises(TenantsDocumentError):
+            registry.reload()
+
+
+def test_any_failure_of_the_source_keeps_the_old_tenants() -> None:
+    documents = [json.dumps({"tenants": [{"id": "a", "api_key_sha256": digest(ACME_KEY)}]})]
+
+    def source() -> str:
+        if not documents:
+            raise RuntimeError("a source bug")
+        return documents.pop()
+
+    registry = TenantRegistry(source, **DEFAULTS)
+    registry.reload()
+    with pytest.raises(TenantsDocumentError, match="RuntimeError: a source bug"):
+        registry.reload()
+    assert registry.authenticate(f"Bearer {ACME_KEY}").id == "a"
+
+
+def test_revocation_goes_on_after_a_document_that_is_not_utf8(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with (
+            running_stack(tmp_path, tenants_reload_s=1) as stack,
+            stack.client(GLOBEX_KEY) as http,
+        ):
+            # GIVEN a tenants file replaced by bytes that are not UTF-8
+            (tmp_path / "tenants.json").write_bytes(NOT_UTF8)
+            errors = stack.gateway.metrics.tenants_reload_errors
+            async with asyncio.timeout(5):
+                while not errors._value.get():
+                    await asyncio.sleep(0.05)
+            # THEN the last good document stays in force
+            assert (await http.get("/v1/models")).status_code == 200
+            # AND WHEN a good document drops globex, the periodic reload still revokes it
+            only_acme = {"tenants": [{"id": "acme", "api_key_sha256": digest(ACME_KEY)}]}
+            (tmp_path / "tenants.json").write_text(json.dumps(only_acme))
+            async with asyncio.timeout(5):
+                while (await http.get("/v1/models")).status_code != 401:
+                    await asyncio.sleep(0.05)
+            async with stack.client(ACME_KEY) as acme:
+                assert (await acme.get("/v1/models")).status_code == 200
+
+    asyncio.run(scenario())
+
+
 def test_hash_key_is_sha256_hex() -> None:
     assert hash_key("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
