@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,10 +129,19 @@ class TenantRegistry:
         self._source = source
         self._defaults = (default_max_concurrent_requests, default_max_tokens)
         self._entries: list[tuple[bytes, Tenant]] = []
+        # Reloads run in threads (periodic and SIGHUP, possibly at once): each takes a
+        # number before it reads, and a document read earlier never replaces one read later.
+        self._reads = itertools.count(1)
+        self._in_force = 0
+        self._swap = threading.Lock()
 
     def reload(self) -> int:
-        """Read the source again; raises TenantsDocumentError and keeps the old set if bad."""
+        """Read the source again; raises TenantsDocumentError and keeps the old set if bad.
+
+        Safe to call concurrently: the newest read wins, whichever finishes last.
+        """
         concurrency, max_tokens = self._defaults
+        read = next(self._reads)
         try:
             entries = parse_tenants_document(
                 self._source(),
@@ -143,7 +154,12 @@ class TenantRegistry:
             raise TenantsDocumentError(
                 f"cannot load the tenants document: {type(error).__name__}: {error}"
             ) from error
-        self._entries = entries
+        with self._swap:
+            if read > self._in_force:
+                self._in_force = read
+                self._entries = entries
+            else:
+                log.info("tenants document read %d superseded by a newer read; not applied", read)
         return len(entries)
 
     def authenticate(self, authorization: str | None) -> Tenant:

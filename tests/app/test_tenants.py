@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 
 import boto3
@@ -260,6 +261,46 @@ def test_revocation_goes_on_after_a_document_that_is_not_utf8(tmp_path: Path) ->
                 assert (await acme.get("/v1/models")).status_code == 200
 
     asyncio.run(scenario())
+
+
+def test_an_older_read_finishing_last_never_replaces_a_newer_one() -> None:
+    # GIVEN a periodic reload that read the old document and is held before it applies it
+    both = json.dumps(
+        {
+            "tenants": [
+                {"id": "acme", "api_key_sha256": digest(ACME_KEY)},
+                {"id": "globex", "api_key_sha256": digest(GLOBEX_KEY)},
+            ]
+        }
+    )
+    only_acme = json.dumps({"tenants": [{"id": "acme", "api_key_sha256": digest(ACME_KEY)}]})
+    documents = iter([both, both, only_acme])
+    old_read_done, release_old_read = threading.Event(), threading.Event()
+
+    def source() -> str:
+        document = next(documents)
+        if threading.current_thread() is not threading.main_thread():
+            old_read_done.set()
+            assert release_old_read.wait(5)
+        return document
+
+    registry = TenantRegistry(source, **DEFAULTS)
+    registry.reload()
+    periodic = threading.Thread(target=registry.reload)
+    periodic.start()
+    assert old_read_done.wait(5)
+    # WHEN a SIGHUP reload reads the new document (globex revoked) and applies it first
+    registry.reload()
+    with pytest.raises(GatewayError):
+        registry.authenticate(f"Bearer {GLOBEX_KEY}")
+    # AND the older read then finishes
+    release_old_read.set()
+    periodic.join(5)
+    assert not periodic.is_alive()
+    # THEN the newer document stays in force: globex is still revoked
+    with pytest.raises(GatewayError):
+        registry.authenticate(f"Bearer {GLOBEX_KEY}")
+    assert registry.authenticate(f"Bearer {ACME_KEY}").id == "acme"
 
 
 def test_hash_key_is_sha256_hex() -> None:
