@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.access import access_record
 from app.admission import Ticket
-from app.circuit import CircuitBreaker
+from app.circuit import PASS, CircuitBreaker, Permit
 from app.errors import GatewayError, render
 from app.metrics import GatewayMetrics
 from app.upstream import (
@@ -128,8 +128,10 @@ class Proxy:
         self._circuit = circuit
         self._metrics = metrics
 
-    def check_circuit(self, retry_after_s: int) -> None:
-        if not self._circuit.allow():
+    def check_circuit(self, retry_after_s: int) -> Permit:
+        """The circuit's leave for one request, to hand to `forward`; 503 if it is open."""
+        permit = self._circuit.allow()
+        if permit is None:
             self._metrics.shed.labels("circuit_open").inc()
             raise GatewayError(
                 503,
@@ -138,28 +140,29 @@ class Proxy:
                 retry_after_s=max(retry_after_s, self._circuit.retry_after_s),
                 shed_reason="circuit_open",
             )
+        return permit
 
     async def _send(
-        self, path: str, body: bytes, headers: list[tuple[str, str]]
+        self, path: str, body: bytes, headers: list[tuple[str, str]], permit: Permit
     ) -> UpstreamResponse:
         """One upstream exchange up to its headers, feeding the circuit breaker."""
         try:
             response = await self._upstream.request("POST", path, body, headers)
         except UpstreamTimeout as error:
-            self._circuit.record_failure()
+            self._circuit.record_failure(permit)
             raise GatewayError(
                 504, f"The model server did not answer in time: {error}", "upstream_timeout"
             ) from None
         except UpstreamError as error:
-            self._circuit.record_failure()
+            self._circuit.record_failure(permit)
             kind = "upstream_unreachable" if isinstance(error, UpstreamConnectError) else None
             raise GatewayError(
                 502, f"The model server could not be reached: {error}", kind or "upstream_error"
             ) from None
         except BaseException:
-            self._circuit.release_trial()
+            self._circuit.release_trial(permit)
             raise
-        self._circuit.record_success()
+        self._circuit.record_success(permit)
         return response
 
     @staticmethod
@@ -184,6 +187,7 @@ class Proxy:
         stream: bool,
         ticket: Ticket,
         on_done: Callable[[int], None],
+        permit: Permit = PASS,
     ) -> Response:
         """Forward a validated body to the upstream's path of the same name as `route`;
         the ticket is released when the answer is complete."""
@@ -194,11 +198,11 @@ class Proxy:
             headers.append(("X-Request-Id", request_id[:128]))
         if stream:
             return await self._forward_stream(
-                request, route, body, headers, ticket, on_done, started
+                request, route, body, headers, ticket, on_done, started, permit
             )
         status = CLIENT_CLOSED
         try:
-            response = await until_disconnect(request, self._whole(route, body, headers))
+            response = await until_disconnect(request, self._whole(route, body, headers, permit))
             status = response.status_code
             return response
         except GatewayError as error:
@@ -211,8 +215,10 @@ class Proxy:
             self._metrics.latency.labels(route, "false").observe(time.perf_counter() - started)
             on_done(status)
 
-    async def _whole(self, path: str, body: bytes, headers: list[tuple[str, str]]) -> Response:
-        upstream = await self._send(path, body, headers)
+    async def _whole(
+        self, path: str, body: bytes, headers: list[tuple[str, str]], permit: Permit
+    ) -> Response:
+        upstream = await self._send(path, body, headers, permit)
         try:
             content = await upstream.read()
         except UpstreamTimeout as error:
@@ -236,9 +242,10 @@ class Proxy:
         ticket: Ticket,
         on_done: Callable[[int], None],
         started: float,
+        permit: Permit,
     ) -> Response:
         try:
-            upstream = await until_disconnect(request, self._send(route, body, headers))
+            upstream = await until_disconnect(request, self._send(route, body, headers, permit))
         except ClientGone:
             ticket.release()
             on_done(CLIENT_CLOSED)
