@@ -141,6 +141,7 @@ def build_gateway(
             timeout_s=settings.probe_timeout_s,
             freshness_s=settings.probe_freshness_s,
             failures_to_unready=settings.probe_failures_to_unready,
+            on_result=lambda ok: circuit.record_success() if ok else circuit.record_failure(),
         ),
         upstream_load=UpstreamLoad(
             upstream, gateway_metrics, interval_s=settings.upstream_metrics_interval_s

@@ -143,15 +143,36 @@ class Proxy:
         return permit
 
     async def _send(
-        self, path: str, body: bytes, headers: list[tuple[str, str]], permit: Permit
+        self,
+        path: str,
+        body: bytes,
+        headers: list[tuple[str, str]],
+        permit: Permit,
+        stream: bool,
     ) -> UpstreamResponse:
-        """One upstream exchange up to its headers, feeding the circuit breaker."""
+        """One upstream exchange up to its headers, feeding the circuit breaker.
+
+        Only evidence that vLLM is unwell counts as a failure: no connection, a connection
+        broken before the headers, or the headers of a stream (which vLLM sends as soon as
+        it takes the request) not coming in time. vLLM sends a whole answer's headers only
+        once the generation is over, so a whole answer that outlasts the timeout is that
+        tenant's long generation: its 504, no failure (the readiness probe, which also
+        feeds the breaker, tells a wedged engine apart).
+        """
         try:
             response = await self._upstream.request("POST", path, body, headers)
         except UpstreamTimeout as error:
-            self._circuit.record_failure(permit)
+            if stream:
+                self._circuit.record_failure(permit)
+                raise GatewayError(
+                    504, f"The model server did not answer in time: {error}", "upstream_timeout"
+                ) from None
+            self._circuit.release_trial(permit)
             raise GatewayError(
-                504, f"The model server did not answer in time: {error}", "upstream_timeout"
+                504,
+                f"The answer took longer than {self._upstream.timeout_s:g} s to generate; "
+                "ask for fewer tokens, or stream it.",
+                "upstream_timeout",
             ) from None
         except UpstreamError as error:
             self._circuit.record_failure(permit)
@@ -218,7 +239,7 @@ class Proxy:
     async def _whole(
         self, path: str, body: bytes, headers: list[tuple[str, str]], permit: Permit
     ) -> Response:
-        upstream = await self._send(path, body, headers, permit)
+        upstream = await self._send(path, body, headers, permit, stream=False)
         try:
             content = await upstream.read()
         except UpstreamTimeout as error:
@@ -245,7 +266,9 @@ class Proxy:
         permit: Permit,
     ) -> Response:
         try:
-            upstream = await until_disconnect(request, self._send(route, body, headers, permit))
+            upstream = await until_disconnect(
+                request, self._send(route, body, headers, permit, stream=True)
+            )
         except ClientGone:
             ticket.release()
             on_done(CLIENT_CLOSED)

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from app.circuit import CircuitState
-from tests.app.stack import GLOBEX_KEY, Stack, chat_body, running_stack
+from tests.app.stack import ACME_KEY, GLOBEX_KEY, Stack, chat_body, running_stack
 from tests.fakes.fake_vllm import FakeVllmConfig
 
 
@@ -54,6 +54,84 @@ def test_a_request_admitted_before_the_trial_leaving_lets_no_second_trial_throug
             trial.cancel()
             async with asyncio.timeout(3):
                 while stack.gateway.admission.ongoing:
+                    await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+
+
+def test_a_tenants_long_generations_neither_open_the_circuit_nor_unready_the_instance(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        # GIVEN generations of 1 s, longer than the upstream timeout of 0.3 s, and a probe
+        # that ran once (so the requests alone feed the breaker)
+        config = FakeVllmConfig(token_delay_ms=100, tokens=10)
+        async with (
+            running_stack(
+                tmp_path, fake_config=config, upstream_timeout_s=0.3, probe_interval_s=300,
+                circuit_failure_threshold=2,
+            ) as stack,
+            stack.client(ACME_KEY) as acme,
+            stack.client(GLOBEX_KEY) as globex,
+        ):  # fmt: skip
+            # WHEN one tenant sends, at once, more whole-answer requests than the threshold
+            answers = await asyncio.gather(
+                *(acme.post("/v1/chat/completions", json=chat_body()) for _ in range(4))
+            )
+            # THEN each is that tenant's 504
+            assert [a.status_code for a in answers] == [504] * 4
+            # AND the circuit stays closed, the instance ready, the other tenant served
+            assert stack.gateway.circuit.state is CircuitState.CLOSED
+            assert (await globex.get("/health/ready")).status_code == 200
+            short = await globex.post("/v1/chat/completions", json=chat_body(max_tokens=1))
+            assert short.status_code == 200
+            assert "took longer than 0.3 s" in answers[0].json()["error"]["message"]
+
+    asyncio.run(scenario())
+
+
+def test_refused_connections_open_the_circuit_and_readiness_follows_the_probe(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with (
+            running_stack(tmp_path, circuit_failure_threshold=2, probe_interval_s=0.05) as stack,
+            stack.client() as http,
+        ):
+            gateway = stack.gateway
+            real_port = gateway.upstream._port
+            # WHEN nothing listens on the upstream's port any more
+            gateway.upstream._port = 1
+            gateway.upstream.close()
+            # THEN connections are refused, the circuit opens and requests fail fast
+            async with asyncio.timeout(5):
+                while gateway.circuit.state is not CircuitState.OPEN:
+                    await http.post("/v1/chat/completions", json=chat_body())
+            fast = await http.post("/v1/chat/completions", json=chat_body())
+            assert fast.status_code == 503
+            # AND the probe, refused too, takes the instance out of service
+            await stack.wait_ready(False)
+            assert "probe failed" in (await http.get("/health/ready")).json()["reason"]
+            # AND WHEN the upstream is back, the probe's success closes the circuit
+            gateway.upstream._port = real_port
+            await stack.wait_ready(True)
+            assert gateway.circuit.state is CircuitState.CLOSED
+            assert (await http.post("/v1/chat/completions", json=chat_body())).status_code == 200
+
+    asyncio.run(scenario())
+
+
+def test_failing_probes_open_the_circuit_without_any_request(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path, circuit_failure_threshold=3) as stack:
+            stack.fake.config.mode = "fail"
+            async with asyncio.timeout(5):
+                while stack.gateway.circuit.state is not CircuitState.OPEN:
+                    await asyncio.sleep(0.01)
+            assert stack.fake.stats.generation_requests == 0
+            stack.fake.config.mode = "ok"
+            async with asyncio.timeout(5):
+                while stack.gateway.circuit.state is not CircuitState.CLOSED:
                     await asyncio.sleep(0.01)
 
     asyncio.run(scenario())
