@@ -146,7 +146,12 @@ def build_gateway(
         upstream_load=UpstreamLoad(
             upstream, gateway_metrics, interval_s=settings.upstream_metrics_interval_s
         ),
-        proxy=Proxy(upstream, circuit, gateway_metrics),
+        proxy=Proxy(
+            upstream,
+            circuit,
+            gateway_metrics,
+            stream_stall_timeout_s=settings.stream_stall_timeout_s,
+        ),
         drainer=drainer,
         lifecycle=watcher,
     )

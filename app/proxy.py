@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
+# A stream the gateway ended because its client stopped reading (recorded, never sent).
+STREAM_STALLED = 408
 
 
 class ClientGone(Exception):
@@ -49,12 +51,21 @@ class _ProxiedStream(Response):
     Written against ASGI directly rather than as a StreamingResponse: one asyncio task
     watches for the client leaving (and cancels the relay, which closes the upstream
     connection), where Starlette's version spins up an anyio task group per stream, a
-    measurable share of the gateway's CPU per streamed request.
+    measurable share of the gateway's CPU per streamed request. A client that stops
+    reading blocks our writes (the server's flow control); if one write stays blocked for
+    `stall_timeout_s`, the stream is ended the same way, so a stalled reader cannot keep
+    its admission slot. One timer per stream checks that, re-armed every `stall_timeout_s`,
+    rather than a timeout per chunk.
     """
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncGenerator[bytes, None], on_close: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        content: AsyncGenerator[bytes, None],
+        on_close: Callable[[int], None],
+        stall_timeout_s: float,
+    ) -> None:
         # No Response.__init__: it would add the Content-Length of an empty body.
         self.status_code = 200
         self.background = None
@@ -65,34 +76,59 @@ class _ProxiedStream(Response):
         ]
         self._content = content
         self._on_close = on_close
+        self._stall_timeout_s = stall_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
-        gone = False
+        loop = asyncio.get_running_loop()
+        stall_timeout_s = self._stall_timeout_s
+        cut_short_by = 0  # CLIENT_CLOSED or STREAM_STALLED once we end the stream early
+        writing_since = 0.0  # when the write in progress began; 0.0 between writes
+
+        def cut_short(status: int) -> None:
+            nonlocal cut_short_by
+            if not cut_short_by:
+                cut_short_by = status
+                task.cancel()
 
         async def watch() -> None:
-            nonlocal gone
             while (await receive())["type"] != "http.disconnect":
                 pass
-            gone = True
-            task.cancel()
+            cut_short(CLIENT_CLOSED)
 
-        watcher = asyncio.get_running_loop().create_task(watch())
+        timer: asyncio.TimerHandle
+
+        def check_stall() -> None:
+            nonlocal timer
+            if writing_since and loop.time() - writing_since >= stall_timeout_s:
+                log.warning("stream ended: the client read nothing for %g s", stall_timeout_s)
+                cut_short(STREAM_STALLED)
+                return
+            timer = loop.call_at((writing_since or loop.time()) + stall_timeout_s, check_stall)
+
+        watcher = loop.create_task(watch())
+        timer = loop.call_later(stall_timeout_s, check_stall)
         try:
+            writing_since = loop.time()
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            writing_since = 0.0
             async for chunk in self._content:
+                writing_since = loop.time()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                writing_since = 0.0
+            writing_since = loop.time()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not gone:
+            if not cut_short_by:
                 raise
             task.uncancel()
         finally:
             watcher.cancel()
+            timer.cancel()
             with contextlib.suppress(Exception):
                 await self._content.aclose()
-            self._on_close()
+            self._on_close(cut_short_by)
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
@@ -122,11 +158,17 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 class Proxy:
     def __init__(
-        self, upstream: UpstreamClient, circuit: CircuitBreaker, metrics: GatewayMetrics
+        self,
+        upstream: UpstreamClient,
+        circuit: CircuitBreaker,
+        metrics: GatewayMetrics,
+        *,
+        stream_stall_timeout_s: float = 30.0,
     ) -> None:
         self._upstream = upstream
         self._circuit = circuit
         self._metrics = metrics
+        self._stream_stall_timeout_s = stream_stall_timeout_s
 
     def check_circuit(self, retry_after_s: int) -> Permit:
         """The circuit's leave for one request, to hand to `forward`; 503 if it is open."""
@@ -298,7 +340,11 @@ class Proxy:
         latency = self._metrics.latency.labels(route, "true")
         record = access_record(request.scope)
 
+        # What the stream ended as, if not cut short by its client: the status it is counted as.
+        outcome = 200
+
         async def relay() -> AsyncGenerator[bytes, None]:
+            nonlocal outcome
             first = True
             try:
                 async for chunk in upstream.chunks():
@@ -309,6 +355,7 @@ class Proxy:
                         first = False
                     yield chunk
             except UpstreamError as error:
+                outcome = 504 if isinstance(error, UpstreamTimeout) else 502
                 log.warning("upstream stream broke off: %s", error)
                 failure = {
                     "error": {
@@ -320,13 +367,13 @@ class Proxy:
                 }
                 yield b"data: " + json.dumps(failure).encode() + b"\n\n"
 
-        def close() -> None:
+        def close(cut_short_by: int) -> None:
             upstream.close()
             ticket.release()
             latency.observe(time.perf_counter() - started)
-            on_done(200)
+            on_done(cut_short_by or outcome)
 
-        return _ProxiedStream(relay(), close)
+        return _ProxiedStream(relay(), close, self._stream_stall_timeout_s)
 
     async def passthrough_get(self, path: str) -> Response:
         """A short GET (the model list), answered as the upstream answered it."""
