@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from app.errors import GatewayError
@@ -301,6 +304,14 @@ def test_an_older_read_finishing_last_never_replaces_a_newer_one() -> None:
     with pytest.raises(GatewayError):
         registry.authenticate(f"Bearer {GLOBEX_KEY}")
     assert registry.authenticate(f"Bearer {ACME_KEY}").id == "acme"
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=300) | st.text(max_size=300))
+def test_any_document_loads_or_is_refused_as_a_tenants_document_error(raw: bytes | str) -> None:
+    registry = TenantRegistry(lambda: raw, **DEFAULTS)
+    with contextlib.suppress(TenantsDocumentError):  # anything else escaping fails the test
+        registry.reload()
 
 
 def test_hash_key_is_sha256_hex() -> None:
