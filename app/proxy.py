@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.access import access_record
 from app.admission import Ticket
-from app.circuit import PASS, CircuitBreaker, Permit
+from app.circuit import CircuitBreaker, Permit
 from app.errors import GatewayError, render
 from app.metrics import GatewayMetrics
 from app.upstream import (
@@ -250,7 +250,7 @@ class Proxy:
         stream: bool,
         ticket: Ticket,
         on_done: Callable[[int], None],
-        permit: Permit = PASS,
+        permit: Permit,
     ) -> Response:
         """Forward a validated body to the upstream's path of the same name as `route`;
         the ticket is released when the answer is complete."""
