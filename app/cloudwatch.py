@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from app.backoff import backoff_delay_s
 from app.metrics import GatewayMetrics
 
 if TYPE_CHECKING:
@@ -166,10 +167,7 @@ class CloudWatchPublisher:
         return True
 
     def next_delay_s(self) -> float:
-        if not self.failures:
-            return self._interval_s
-        backoff: float = self._interval_s * 2.0**self.failures
-        return min(backoff, self._max_backoff_s)
+        return backoff_delay_s(self._interval_s, self.failures, self._max_backoff_s)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.admission import Admission
-from app.circuit import CircuitBreaker, CircuitState
+from app.circuit import CircuitBreaker
 from app.drain import Drainer
 from app.imds import LifecycleWatcher
 from app.metrics import GatewayMetrics
@@ -34,6 +34,7 @@ class Gateway:
     def readiness(self) -> tuple[bool, str]:
         if self.drainer.draining:
             return False, f"draining: {self.drainer.reason}"
-        if self.circuit.state is CircuitState.OPEN:
-            return False, "circuit open: the model server is failing"
+        # The probe alone speaks for the model server: an open circuit (fed by the probe
+        # and by connection failures) refuses requests, but never takes the instance out
+        # of the load balancer on its own.
         return self.probe.healthy()

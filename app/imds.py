@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import httpx
 
+from app.backoff import backoff_delay_s
+
 log = logging.getLogger(__name__)
 
 TOKEN_TTL_S = 21_600
@@ -99,7 +101,7 @@ class LifecycleWatcher:
                 failures = 0
             except httpx.HTTPError as error:
                 failures += 1
-                delay = min(self._interval_s * 2**failures, self._max_backoff_s)
+                delay = backoff_delay_s(self._interval_s, failures, self._max_backoff_s)
                 log.warning(
                     "reading the lifecycle state from IMDS failed (%d): %s; next in %g s",
                     failures,

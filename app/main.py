@@ -141,23 +141,34 @@ def build_gateway(
             timeout_s=settings.probe_timeout_s,
             freshness_s=settings.probe_freshness_s,
             failures_to_unready=settings.probe_failures_to_unready,
+            on_result=lambda ok: circuit.record_success() if ok else circuit.record_failure(),
         ),
         upstream_load=UpstreamLoad(
             upstream, gateway_metrics, interval_s=settings.upstream_metrics_interval_s
         ),
-        proxy=Proxy(upstream, circuit, gateway_metrics),
+        proxy=Proxy(
+            upstream,
+            circuit,
+            gateway_metrics,
+            stream_stall_timeout_s=settings.stream_stall_timeout_s,
+        ),
         drainer=drainer,
         lifecycle=watcher,
     )
 
 
 async def _reload_tenants(gateway: Gateway) -> None:
+    """One reload; any failure keeps the tenants in force, is counted and logged, never raised
+    (the periodic loop must outlive it, or revoked keys would keep working)."""
     try:
         count = await asyncio.to_thread(gateway.tenants.reload)
         log.info("tenants reloaded: %d", count)
     except TenantsDocumentError as error:
         gateway.metrics.tenants_reload_errors.inc()
         log.error("%s; the previous tenants stay in force", error)
+    except Exception:
+        gateway.metrics.tenants_reload_errors.inc()
+        log.exception("reloading the tenants failed; the previous tenants stay in force")
 
 
 async def _reload_tenants_forever(gateway: Gateway) -> None:

@@ -30,6 +30,7 @@ class ReadinessProbe:
         freshness_s: float,
         failures_to_unready: int,
         clock: Callable[[], float] = time.monotonic,
+        on_result: Callable[[bool], None] = lambda ok: None,
     ) -> None:
         self._upstream = upstream
         self._interval_s = interval_s
@@ -37,6 +38,7 @@ class ReadinessProbe:
         self._freshness_s = freshness_s
         self._failures_to_unready = failures_to_unready
         self._clock = clock
+        self._on_result = on_result  # the circuit breaker hears every probe's outcome
         self.models: frozenset[str] = frozenset()
         self.last_success: float | None = None
         self.consecutive_failures = 0
@@ -65,10 +67,12 @@ class ReadinessProbe:
                 self.consecutive_failures,
                 error or type(error).__name__,
             )
+            self._on_result(False)
             return False
         self.models = models
         self.last_success = self._clock()
         self.consecutive_failures = 0
+        self._on_result(True)
         return True
 
     async def _list_models(self) -> frozenset[str]:

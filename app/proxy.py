@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.access import access_record
 from app.admission import Ticket
-from app.circuit import CircuitBreaker
+from app.circuit import CircuitBreaker, Permit
 from app.errors import GatewayError, render
 from app.metrics import GatewayMetrics
 from app.upstream import (
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
+# A stream the gateway ended because its client stopped reading (recorded, never sent).
+STREAM_STALLED = 408
 
 
 class ClientGone(Exception):
@@ -49,12 +51,21 @@ class _ProxiedStream(Response):
     Written against ASGI directly rather than as a StreamingResponse: one asyncio task
     watches for the client leaving (and cancels the relay, which closes the upstream
     connection), where Starlette's version spins up an anyio task group per stream, a
-    measurable share of the gateway's CPU per streamed request.
+    measurable share of the gateway's CPU per streamed request. A client that stops
+    reading blocks our writes (the server's flow control); if one write stays blocked for
+    `stall_timeout_s`, the stream is ended the same way, so a stalled reader cannot keep
+    its admission slot. One timer per stream checks that, re-armed every `stall_timeout_s`,
+    rather than a timeout per chunk.
     """
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncGenerator[bytes, None], on_close: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        content: AsyncGenerator[bytes, None],
+        on_close: Callable[[int], None],
+        stall_timeout_s: float,
+    ) -> None:
         # No Response.__init__: it would add the Content-Length of an empty body.
         self.status_code = 200
         self.background = None
@@ -65,34 +76,59 @@ class _ProxiedStream(Response):
         ]
         self._content = content
         self._on_close = on_close
+        self._stall_timeout_s = stall_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
-        gone = False
+        loop = asyncio.get_running_loop()
+        stall_timeout_s = self._stall_timeout_s
+        cut_short_by = 0  # CLIENT_CLOSED or STREAM_STALLED once we end the stream early
+        writing_since = 0.0  # when the write in progress began; 0.0 between writes
+
+        def cut_short(status: int) -> None:
+            nonlocal cut_short_by
+            if not cut_short_by:
+                cut_short_by = status
+                task.cancel()
 
         async def watch() -> None:
-            nonlocal gone
             while (await receive())["type"] != "http.disconnect":
                 pass
-            gone = True
-            task.cancel()
+            cut_short(CLIENT_CLOSED)
 
-        watcher = asyncio.get_running_loop().create_task(watch())
+        timer: asyncio.TimerHandle
+
+        def check_stall() -> None:
+            nonlocal timer
+            if writing_since and loop.time() - writing_since >= stall_timeout_s:
+                log.warning("stream ended: the client read nothing for %g s", stall_timeout_s)
+                cut_short(STREAM_STALLED)
+                return
+            timer = loop.call_at((writing_since or loop.time()) + stall_timeout_s, check_stall)
+
+        watcher = loop.create_task(watch())
+        timer = loop.call_later(stall_timeout_s, check_stall)
         try:
+            writing_since = loop.time()
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            writing_since = 0.0
             async for chunk in self._content:
+                writing_since = loop.time()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                writing_since = 0.0
+            writing_since = loop.time()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not gone:
+            if not cut_short_by:
                 raise
             task.uncancel()
         finally:
             watcher.cancel()
+            timer.cancel()
             with contextlib.suppress(Exception):
                 await self._content.aclose()
-            self._on_close()
+            self._on_close(cut_short_by)
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
@@ -122,14 +158,22 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 class Proxy:
     def __init__(
-        self, upstream: UpstreamClient, circuit: CircuitBreaker, metrics: GatewayMetrics
+        self,
+        upstream: UpstreamClient,
+        circuit: CircuitBreaker,
+        metrics: GatewayMetrics,
+        *,
+        stream_stall_timeout_s: float = 30.0,
     ) -> None:
         self._upstream = upstream
         self._circuit = circuit
         self._metrics = metrics
+        self._stream_stall_timeout_s = stream_stall_timeout_s
 
-    def check_circuit(self, retry_after_s: int) -> None:
-        if not self._circuit.allow():
+    def check_circuit(self, retry_after_s: int) -> Permit:
+        """The circuit's leave for one request, to hand to `forward`; 503 if it is open."""
+        permit = self._circuit.allow()
+        if permit is None:
             self._metrics.shed.labels("circuit_open").inc()
             raise GatewayError(
                 503,
@@ -138,28 +182,50 @@ class Proxy:
                 retry_after_s=max(retry_after_s, self._circuit.retry_after_s),
                 shed_reason="circuit_open",
             )
+        return permit
 
     async def _send(
-        self, path: str, body: bytes, headers: list[tuple[str, str]]
+        self,
+        path: str,
+        body: bytes,
+        headers: list[tuple[str, str]],
+        permit: Permit,
+        stream: bool,
     ) -> UpstreamResponse:
-        """One upstream exchange up to its headers, feeding the circuit breaker."""
+        """One upstream exchange up to its headers, feeding the circuit breaker.
+
+        Only evidence that vLLM is unwell counts as a failure: no connection, a connection
+        broken before the headers, or the headers of a stream (which vLLM sends as soon as
+        it takes the request) not coming in time. vLLM sends a whole answer's headers only
+        once the generation is over, so a whole answer that outlasts the timeout is that
+        tenant's long generation: its 504, no failure (the readiness probe, which also
+        feeds the breaker, tells a wedged engine apart).
+        """
         try:
             response = await self._upstream.request("POST", path, body, headers)
         except UpstreamTimeout as error:
-            self._circuit.record_failure()
+            if stream:
+                self._circuit.record_failure(permit)
+                raise GatewayError(
+                    504, f"The model server did not answer in time: {error}", "upstream_timeout"
+                ) from None
+            self._circuit.release_trial(permit)
             raise GatewayError(
-                504, f"The model server did not answer in time: {error}", "upstream_timeout"
+                504,
+                f"The answer took longer than {self._upstream.timeout_s:g} s to generate; "
+                "ask for fewer tokens, or stream it.",
+                "upstream_timeout",
             ) from None
         except UpstreamError as error:
-            self._circuit.record_failure()
+            self._circuit.record_failure(permit)
             kind = "upstream_unreachable" if isinstance(error, UpstreamConnectError) else None
             raise GatewayError(
                 502, f"The model server could not be reached: {error}", kind or "upstream_error"
             ) from None
         except BaseException:
-            self._circuit.release_trial()
+            self._circuit.release_trial(permit)
             raise
-        self._circuit.record_success()
+        self._circuit.record_success(permit)
         return response
 
     @staticmethod
@@ -184,6 +250,7 @@ class Proxy:
         stream: bool,
         ticket: Ticket,
         on_done: Callable[[int], None],
+        permit: Permit,
     ) -> Response:
         """Forward a validated body to the upstream's path of the same name as `route`;
         the ticket is released when the answer is complete."""
@@ -194,11 +261,11 @@ class Proxy:
             headers.append(("X-Request-Id", request_id[:128]))
         if stream:
             return await self._forward_stream(
-                request, route, body, headers, ticket, on_done, started
+                request, route, body, headers, ticket, on_done, started, permit
             )
         status = CLIENT_CLOSED
         try:
-            response = await until_disconnect(request, self._whole(route, body, headers))
+            response = await until_disconnect(request, self._whole(route, body, headers, permit))
             status = response.status_code
             return response
         except GatewayError as error:
@@ -211,8 +278,10 @@ class Proxy:
             self._metrics.latency.labels(route, "false").observe(time.perf_counter() - started)
             on_done(status)
 
-    async def _whole(self, path: str, body: bytes, headers: list[tuple[str, str]]) -> Response:
-        upstream = await self._send(path, body, headers)
+    async def _whole(
+        self, path: str, body: bytes, headers: list[tuple[str, str]], permit: Permit
+    ) -> Response:
+        upstream = await self._send(path, body, headers, permit, stream=False)
         try:
             content = await upstream.read()
         except UpstreamTimeout as error:
@@ -236,9 +305,12 @@ class Proxy:
         ticket: Ticket,
         on_done: Callable[[int], None],
         started: float,
+        permit: Permit,
     ) -> Response:
         try:
-            upstream = await until_disconnect(request, self._send(route, body, headers))
+            upstream = await until_disconnect(
+                request, self._send(route, body, headers, permit, stream=True)
+            )
         except ClientGone:
             ticket.release()
             on_done(CLIENT_CLOSED)
@@ -268,7 +340,11 @@ class Proxy:
         latency = self._metrics.latency.labels(route, "true")
         record = access_record(request.scope)
 
+        # What the stream ended as, if not cut short by its client: the status it is counted as.
+        outcome = 200
+
         async def relay() -> AsyncGenerator[bytes, None]:
+            nonlocal outcome
             first = True
             try:
                 async for chunk in upstream.chunks():
@@ -279,6 +355,7 @@ class Proxy:
                         first = False
                     yield chunk
             except UpstreamError as error:
+                outcome = 504 if isinstance(error, UpstreamTimeout) else 502
                 log.warning("upstream stream broke off: %s", error)
                 failure = {
                     "error": {
@@ -290,13 +367,13 @@ class Proxy:
                 }
                 yield b"data: " + json.dumps(failure).encode() + b"\n\n"
 
-        def close() -> None:
+        def close(cut_short_by: int) -> None:
             upstream.close()
             ticket.release()
             latency.observe(time.perf_counter() - started)
-            on_done(200)
+            on_done(cut_short_by or outcome)
 
-        return _ProxiedStream(relay(), close)
+        return _ProxiedStream(relay(), close, self._stream_stall_timeout_s)
 
     async def passthrough_get(self, path: str) -> Response:
         """A short GET (the model list), answered as the upstream answered it."""

@@ -46,6 +46,8 @@ class GatewaySettings(BaseSettings):
     upstream_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
     upstream_timeout_s: float = Field(default=300.0, gt=0, le=3600)
     upstream_max_idle_connections: int = Field(default=64, ge=1, le=4096)
+    # A stream whose client reads nothing for this long is ended and its slot freed.
+    stream_stall_timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
     # Tenants: exactly one source.
     tenants_file: Path | None = None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,25 +88,30 @@ def parse_tenants_document(
     ]
 
 
-def file_source(path: Path) -> Callable[[], str]:
-    def read() -> str:
+# Bytes, not text: a document that is not UTF-8 is refused by the parser like any other
+# bad document (a decode here would raise outside TenantsDocumentError).
+Source = Callable[[], str | bytes]
+
+
+def file_source(path: Path) -> Source:
+    def read() -> bytes:
         try:
-            return path.read_text()
+            return path.read_bytes()
         except OSError as error:
             raise TenantsDocumentError(f"cannot read tenants file {path}: {error}") from None
 
     return read
 
 
-def secret_source(client: SecretsManagerClient, secret_id: str) -> Callable[[], str]:
-    def read() -> str:
+def secret_source(client: SecretsManagerClient, secret_id: str) -> Source:
+    def read() -> str | bytes:
         try:
             value = client.get_secret_value(SecretId=secret_id)
         except Exception as error:  # any botocore failure: keep serving with the old document
             raise TenantsDocumentError(f"cannot read tenants secret: {error}") from None
         if "SecretString" in value:
             return value["SecretString"]
-        return value["SecretBinary"].decode()
+        return value["SecretBinary"]
 
     return read
 
@@ -114,7 +121,7 @@ class TenantRegistry:
 
     def __init__(
         self,
-        source: Callable[[], str],
+        source: Source,
         *,
         default_max_concurrent_requests: int,
         default_max_tokens: int,
@@ -122,16 +129,38 @@ class TenantRegistry:
         self._source = source
         self._defaults = (default_max_concurrent_requests, default_max_tokens)
         self._entries: list[tuple[bytes, Tenant]] = []
+        # Reloads run in threads (periodic and SIGHUP, possibly at once): each takes a
+        # number before it reads, and a document read earlier never replaces one read later.
+        self._reads = itertools.count(1)
+        self._in_force = 0
+        self._swap = threading.Lock()
 
     def reload(self) -> int:
-        """Read the source again; raises TenantsDocumentError and keeps the old set if bad."""
+        """Read the source again; raises TenantsDocumentError and keeps the old set if bad.
+
+        Safe to call concurrently: the newest read wins, whichever finishes last.
+        """
         concurrency, max_tokens = self._defaults
-        self._entries = parse_tenants_document(
-            self._source(),
-            default_max_concurrent_requests=concurrency,
-            default_max_tokens=max_tokens,
-        )
-        return len(self._entries)
+        read = next(self._reads)
+        try:
+            entries = parse_tenants_document(
+                self._source(),
+                default_max_concurrent_requests=concurrency,
+                default_max_tokens=max_tokens,
+            )
+        except TenantsDocumentError:
+            raise
+        except Exception as error:  # whatever a source or the parser raises: keep the old set
+            raise TenantsDocumentError(
+                f"cannot load the tenants document: {type(error).__name__}: {error}"
+            ) from error
+        with self._swap:
+            if read > self._in_force:
+                self._in_force = read
+                self._entries = entries
+            else:
+                log.info("tenants document read %d superseded by a newer read; not applied", read)
+        return len(entries)
 
     def authenticate(self, authorization: str | None) -> Tenant:
         if not authorization or not authorization.startswith("Bearer "):

@@ -18,6 +18,10 @@ from typing import cast
 
 import httptools
 
+# Body bytes held for a reader before the upstream socket stops being read: a client that
+# reads slowly holds vLLM back through TCP instead of growing the gateway's memory.
+MAX_BUFFERED_BYTES = 256 * 1024
+
 
 class UpstreamError(Exception):
     """The upstream could not be reached or broke the exchange."""
@@ -41,6 +45,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.reading_paused = False
         self._reset()
 
     def _reset(self) -> None:
@@ -50,6 +55,7 @@ class _Connection(asyncio.Protocol):
         self.headers_done = False
         self.keep_alive = False
         self.chunks: deque[bytes] = deque()
+        self.buffered = 0  # bytes in `chunks`
         self.complete = False
         self.received_any = False
         self.error: UpstreamError | None = None
@@ -71,6 +77,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as error:
             self.error = UpstreamProtocolError(f"upstream sent an invalid response: {error}")
             self.close()
+        if self.buffered > MAX_BUFFERED_BYTES and not self.reading_paused and not self.closed:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self.reading_paused = True
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -91,9 +101,24 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
+        self.buffered += len(body)
 
     def on_message_complete(self) -> None:
         self.complete = True
+
+    def take_chunks(self) -> bytes:
+        """All body bytes received so far, in one piece; reading resumes if it was paused."""
+        if len(self.chunks) == 1:
+            pending = self.chunks.popleft()
+        else:
+            pending = b"".join(self.chunks)
+            self.chunks.clear()
+        self.buffered = 0
+        if self.reading_paused and not self.closed:
+            assert self.transport is not None
+            self.transport.resume_reading()
+            self.reading_paused = False
+        return pending
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -153,12 +178,8 @@ class UpstreamResponse:
         while True:
             # Whatever has already arrived goes out in one piece: nothing is held back,
             # and a client that fell behind catches up with one write instead of many.
-            if len(connection.chunks) == 1:
-                yield connection.chunks.popleft()
-            elif connection.chunks:
-                pending = b"".join(connection.chunks)
-                connection.chunks.clear()
-                yield pending
+            if connection.chunks:
+                yield connection.take_chunks()
             if connection.complete:
                 return
             if connection.error is not None:

@@ -73,7 +73,7 @@ async def _generate(
         record.stream = generation.stream
         ticket = gateway.admission.admit(tenant)
         try:
-            gateway.proxy.check_circuit(settings.retry_after_s)
+            permit = gateway.proxy.check_circuit(settings.retry_after_s)
         except GatewayError:
             ticket.release()
             raise
@@ -82,7 +82,7 @@ async def _generate(
         record.shed_reason = error.shed_reason
         raise
     return await gateway.proxy.forward(
-        request, route, generation.body, generation.stream, ticket, done
+        request, route, generation.body, generation.stream, ticket, done, permit
     )
 
 

@@ -62,6 +62,41 @@ def test_an_abandoned_trial_lets_another_one_through() -> None:
     breaker = CircuitBreaker(failure_threshold=1, cooldown_s=5, clock=clock)
     breaker.record_failure()
     clock.now += 5
+    trial = breaker.allow()
+    assert trial is not None
+    breaker.release_trial(trial)
     assert breaker.allow()
-    breaker.release_trial()
+
+
+def test_a_request_admitted_before_the_trial_cannot_end_the_trial() -> None:
+    # GIVEN a request let through while the circuit was closed, still in flight
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_s=5, clock=clock)
+    earlier = breaker.allow()
+    assert earlier is not None
+    breaker.record_failure()
+    clock.now += 5
+    trial = breaker.allow()
+    assert trial is not None
+    # WHEN the earlier request ends without news (its client left)
+    breaker.release_trial(earlier)
+    # THEN the trial is still the only one in flight
+    assert not breaker.allow()
+    # AND only the trial's own end makes room for another
+    breaker.release_trial(trial)
     assert breaker.allow()
+
+
+def test_a_trial_outlived_by_a_reopening_cannot_end_the_next_trial() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_s=5, clock=clock)
+    breaker.record_failure()
+    clock.now += 5
+    first = breaker.allow()
+    assert first is not None
+    breaker.record_failure()  # evidence from elsewhere (the probe) re-opens the circuit
+    clock.now += 5
+    second = breaker.allow()
+    assert second is not None and second != first
+    breaker.release_trial(first)  # the first trial's client leaves, late
+    assert not breaker.allow()

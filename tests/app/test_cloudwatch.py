@@ -105,6 +105,36 @@ def test_failures_are_counted_and_back_off() -> None:
     stubber.assert_no_pending_responses()
 
 
+class AlwaysThrottled:
+    """A CloudWatch client whose every put fails, as during a long outage."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def put_metric_data(self, **_: Any) -> None:
+        self.calls += 1
+        raise RuntimeError("Throttling")
+
+
+def test_the_publisher_outlives_5000_failures_in_a_row() -> None:
+    async def scenario() -> None:
+        client = AlwaysThrottled()
+        publisher = CloudWatchPublisher(
+            client, GatewayMetrics(), namespace=NAMESPACE, autoscaling_group_name=GROUP,
+            interval_s=0.05, read_ongoing=lambda: 0, read_queue_depth=lambda: None,
+            max_backoff_s=0,  # no waiting: 5,000 rounds in about a second
+        )  # type: ignore[arg-type]  # fmt: skip
+        task = asyncio.ensure_future(publisher.run())
+        async with asyncio.timeout(60):
+            while publisher.failures < 5_000 and not task.done():
+                await asyncio.sleep(0.01)
+        assert not task.done(), task.exception()
+        assert publisher.next_delay_s() == 0
+        task.cancel()
+
+    asyncio.run(scenario())
+
+
 def test_the_running_gateway_publishes_its_ongoing_requests(tmp_path: Path, aws_env: None) -> None:
     async def scenario(client: Any) -> None:
         runtime = Runtime(

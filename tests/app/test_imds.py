@@ -82,3 +82,35 @@ def test_only_an_instance_in_service_counts_in_the_group_average() -> None:
     states = ["InService", "Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated",
               "Warmed:Terminated", "Standby", "Detached", "Terminated", None]  # fmt: skip
     assert [state for state in states if counts_in_group_average(state)] == ["InService"]
+
+
+class FailingMetadata:
+    """IMDS unreachable for `failures` reads, then the instance is terminated."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.reads = 0
+
+    async def lifecycle_state(self) -> str:
+        self.reads += 1
+        if self.reads <= self.failures:
+            raise httpx.ConnectError("IMDS unreachable")
+        return "Terminated"
+
+
+def test_the_watcher_outlives_5000_failed_reads_in_a_row() -> None:
+    async def scenario() -> None:
+        metadata = FailingMetadata(5_000)
+        fired: list[str] = []
+        # No back-off wait (cap 0): 5,000 failures in well under a second.
+        watcher = LifecycleWatcher(
+            metadata,  # type: ignore[arg-type]
+            fired.append,
+            interval_s=0.05,
+            max_backoff_s=0,
+        )
+        await asyncio.wait_for(watcher.run(), 30)
+        assert metadata.reads == 5_001
+        assert fired == ["lifecycle state Terminated"]
+
+    asyncio.run(scenario())

@@ -59,6 +59,7 @@ def test_production_settings_read_from_the_environment(local_env: pytest.MonkeyP
         ("GATEWAY_MAX_BODY_BYTES", "10", "GATEWAY_MAX_BODY_BYTES"),
         ("GATEWAY_DRAIN_DEADLINE_S", "-1", "GATEWAY_DRAIN_DEADLINE_S"),
         ("GATEWAY_MAX_N", "1000", "GATEWAY_MAX_N"),
+        ("GATEWAY_STREAM_STALL_TIMEOUT_S", "0", "GATEWAY_STREAM_STALL_TIMEOUT_S"),
         ("GATEWAY_UPSTREAM_URL", "https://vllm:8001", "GATEWAY_UPSTREAM_URL"),
         ("GATEWAY_UPSTREAM_URL", "http://127.0.0.1:8001/v1", "GATEWAY_UPSTREAM_URL"),
         ("GATEWAY_UPSTREAM_URL", "http://127.0.0.1:99999", "GATEWAY_UPSTREAM_URL"),

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 
 import boto3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from app.errors import GatewayError
@@ -194,6 +198,120 @@ def test_sighup_reloads_the_tenants_at_once(tmp_path: Path) -> None:
                 assert (await acme.get("/v1/models")).status_code == 200
 
     asyncio.run(scenario())
+
+
+NOT_UTF8 = b'{"tenants": [{"id": "\xff\xfe", "api_key_sha256": "' + b"0" * 64 + b'"}]}'
+
+
+def test_a_document_that_is_not_utf8_is_refused_and_the_old_one_stays(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.json"
+    path.write_text(json.dumps({"tenants": [{"id": "a", "api_key_sha256": digest(ACME_KEY)}]}))
+    registry = TenantRegistry(file_source(path), **DEFAULTS)
+    registry.reload()
+    path.write_bytes(NOT_UTF8)
+    with pytest.raises(TenantsDocumentError, match="invalid"):
+        registry.reload()
+    assert registry.authenticate(f"Bearer {ACME_KEY}").id == "a"
+
+
+def test_a_binary_secret_that_is_not_utf8_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        client.create_secret(Name="finsight/tenants", SecretBinary=NOT_UTF8)
+        registry = TenantRegistry(secret_source(client, "finsight/tenants"), **DEFAULTS)
+        with pytest.raises(TenantsDocumentError):
+            registry.reload()
+
+
+def test_any_failure_of_the_source_keeps_the_old_tenants() -> None:
+    documents = [json.dumps({"tenants": [{"id": "a", "api_key_sha256": digest(ACME_KEY)}]})]
+
+    def source() -> str:
+        if not documents:
+            raise RuntimeError("a source bug")
+        return documents.pop()
+
+    registry = TenantRegistry(source, **DEFAULTS)
+    registry.reload()
+    with pytest.raises(TenantsDocumentError, match="RuntimeError: a source bug"):
+        registry.reload()
+    assert registry.authenticate(f"Bearer {ACME_KEY}").id == "a"
+
+
+def test_revocation_goes_on_after_a_document_that_is_not_utf8(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with (
+            running_stack(tmp_path, tenants_reload_s=1) as stack,
+            stack.client(GLOBEX_KEY) as http,
+        ):
+            # GIVEN a tenants file replaced by bytes that are not UTF-8
+            (tmp_path / "tenants.json").write_bytes(NOT_UTF8)
+            errors = stack.gateway.metrics.tenants_reload_errors
+            async with asyncio.timeout(5):
+                while not errors._value.get():
+                    await asyncio.sleep(0.05)
+            # THEN the last good document stays in force
+            assert (await http.get("/v1/models")).status_code == 200
+            # AND WHEN a good document drops globex, the periodic reload still revokes it
+            only_acme = {"tenants": [{"id": "acme", "api_key_sha256": digest(ACME_KEY)}]}
+            (tmp_path / "tenants.json").write_text(json.dumps(only_acme))
+            async with asyncio.timeout(5):
+                while (await http.get("/v1/models")).status_code != 401:
+                    await asyncio.sleep(0.05)
+            async with stack.client(ACME_KEY) as acme:
+                assert (await acme.get("/v1/models")).status_code == 200
+
+    asyncio.run(scenario())
+
+
+def test_an_older_read_finishing_last_never_replaces_a_newer_one() -> None:
+    # GIVEN a periodic reload that read the old document and is held before it applies it
+    both = json.dumps(
+        {
+            "tenants": [
+                {"id": "acme", "api_key_sha256": digest(ACME_KEY)},
+                {"id": "globex", "api_key_sha256": digest(GLOBEX_KEY)},
+            ]
+        }
+    )
+    only_acme = json.dumps({"tenants": [{"id": "acme", "api_key_sha256": digest(ACME_KEY)}]})
+    documents = iter([both, both, only_acme])
+    old_read_done, release_old_read = threading.Event(), threading.Event()
+
+    def source() -> str:
+        document = next(documents)
+        if threading.current_thread() is not threading.main_thread():
+            old_read_done.set()
+            assert release_old_read.wait(5)
+        return document
+
+    registry = TenantRegistry(source, **DEFAULTS)
+    registry.reload()
+    periodic = threading.Thread(target=registry.reload)
+    periodic.start()
+    assert old_read_done.wait(5)
+    # WHEN a SIGHUP reload reads the new document (globex revoked) and applies it first
+    registry.reload()
+    with pytest.raises(GatewayError):
+        registry.authenticate(f"Bearer {GLOBEX_KEY}")
+    # AND the older read then finishes
+    release_old_read.set()
+    periodic.join(5)
+    assert not periodic.is_alive()
+    # THEN the newer document stays in force: globex is still revoked
+    with pytest.raises(GatewayError):
+        registry.authenticate(f"Bearer {GLOBEX_KEY}")
+    assert registry.authenticate(f"Bearer {ACME_KEY}").id == "acme"
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=300) | st.text(max_size=300))
+def test_any_document_loads_or_is_refused_as_a_tenants_document_error(raw: bytes | str) -> None:
+    registry = TenantRegistry(lambda: raw, **DEFAULTS)
+    with contextlib.suppress(TenantsDocumentError):  # anything else escaping fails the test
+        registry.reload()
 
 
 def test_hash_key_is_sha256_hex() -> None:

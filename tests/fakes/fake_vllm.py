@@ -47,6 +47,7 @@ class FakeVllmConfig:
     slots: int = 256
     mode: Mode = "ok"
     max_model_len: int = 256
+    token_padding: int = 0  # extra characters in each streamed token, for tests of volume
 
 
 @dataclass
@@ -57,6 +58,7 @@ class FakeVllmStats:
     probes: int = 0
     completed: int = 0  # readiness probes apart
     cancelled: int = 0
+    streamed_bytes: int = 0  # SSE bytes handed to the server by streams so far
     running: int = 0
     waiting: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
@@ -241,14 +243,15 @@ class FakeVllm:
 
     def _chunk(self, request_id: str, chat: bool, index: int, count: int) -> bytes:
         finish = "length" if index == count - 1 else None
+        text = f" tok{index}" + "x" * self.config.token_padding
         if chat:
-            delta: dict[str, Any] = {"content": f" tok{index}"}
+            delta: dict[str, Any] = {"content": text}
             if index == 0:
                 delta["role"] = "assistant"
             choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
             kind = "chat.completion.chunk"
         else:
-            choice = {"index": 0, "text": f" tok{index}", "finish_reason": finish}
+            choice = {"index": 0, "text": text, "finish_reason": finish}
             kind = "text_completion"
         chunk = {
             "id": request_id,
@@ -277,7 +280,9 @@ class FakeVllm:
                     await asyncio.sleep(self.config.token_delay_ms / 1000)
                 if index == 2 and self.config.mode == "drop":
                     raise _EngineDied("fake engine died mid-stream")
-                yield self._chunk(request_id, chat, index, count)
+                chunk = self._chunk(request_id, chat, index, count)
+                self.stats.streamed_bytes += len(chunk)
+                yield chunk
             if include_usage:
                 usage: dict[str, Any] = {
                     "id": request_id,

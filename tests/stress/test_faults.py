@@ -132,7 +132,7 @@ def test_upstream_killed_mid_stream_gives_a_clean_error_then_unready_then_recove
     )
 
 
-def test_upstream_hanging_times_out_opens_the_circuit_fails_fast_and_recovers_half_open(
+def test_upstream_hanging_fails_the_probe_opens_the_circuit_fails_fast_and_recovers(
     tmp_path: Path, logs_dir: Path, figures: dict[str, Any]
 ) -> None:
     tenant = make_tenant("acme")
@@ -147,10 +147,10 @@ def test_upstream_hanging_times_out_opens_the_circuit_fails_fast_and_recovers_ha
             upstream_timeout_s=timeout_s,
             circuit_failure_threshold=threshold,
             circuit_cooldown_s=cooldown_s,
-            # The probe runs once at start here, so readiness reflects the circuit alone and
-            # every generation request the upstream sees is one of this test's.
-            probe_interval_s=60,
-            probe_freshness_s=600,
+            # A whole answer outlasting the timeout is the tenant's own 504; the breaker's
+            # evidence of a hung engine is the 1-token probe timing out.
+            probe_interval_s=0.2,
+            probe_timeout_s=0.3,
         ),
     )
     body = completion_body(upstream.model)
@@ -160,51 +160,46 @@ def test_upstream_hanging_times_out_opens_the_circuit_fails_fast_and_recovers_ha
         gateway.start()
         gateway.wait_ready()
         upstream.set_mode("hang")
+        hung_at = time.monotonic()
 
-        timeouts = [_post(gateway, tenant.authorization, body) for _ in range(threshold)]
-        seen_before_open = upstream.stats()["generation_requests"]
+        timeouts = [_post(gateway, tenant.authorization, body) for _ in range(2)]
+        opened = wait_until(lambda: "gateway_circuit_state 2.0" in gateway.metrics_text(), 10)
+        opened_after_s = time.monotonic() - hung_at
+        seen_before_fast = upstream.stats()["generation_requests"]
         fast = [_post(gateway, tenant.authorization, body) for _ in range(5)]
-        ready_while_open = gateway.ready()
-        seen_while_open = upstream.stats()["generation_requests"] - seen_before_open
+        ready_while_hung = gateway.ready()
+        seen_while_open = upstream.stats()["generation_requests"] - seen_before_fast
 
-        # Half-open with the upstream still hanging: the one trial fails, the circuit re-opens.
-        time.sleep(cooldown_s + 0.1)
-        trial_failed = _post(gateway, tenant.authorization, body)
-        reopened = _post(gateway, tenant.authorization, body)
-
-        # The upstream heals: after the cool-down one trial closes the circuit.
+        # The upstream heals: the probe's success closes the circuit and readies the instance.
         upstream.set_mode("ok")
-        time.sleep(cooldown_s + 0.1)
-        trial_ok = _post(gateway, tenant.authorization, body)
+        healed_at = time.monotonic()
+        ready_after = wait_until(gateway.ready, 5.0)
+        closed = wait_until(lambda: "gateway_circuit_state 0.0" in gateway.metrics_text(), 5)
+        closed_after_s = time.monotonic() - healed_at
         after = [_post(gateway, tenant.authorization, body) for _ in range(3)]
-        ready_after = wait_until(gateway.ready, 2.0)
-        metrics = gateway.metrics_text()
 
     for reply in timeouts:
         assert reply.status == 504, reply
         assert json.loads(reply.body)["error"]["type"] == "upstream_timeout"
         assert timeout_s <= reply.elapsed_s < timeout_s + 1.0, reply.elapsed_s
+    assert opened is not None, gateway.log()[-2000:]
     for reply in fast:
         assert reply.status == 503, reply
         assert reply.headers.get("retry-after"), reply.headers
         assert reply.elapsed_s < 0.25, reply.elapsed_s
     assert seen_while_open == 0
-    assert not ready_while_open
-    assert trial_failed.status == 504, trial_failed
-    assert reopened.status == 503 and reopened.elapsed_s < 0.25, reopened
-    assert trial_ok.status == 200, trial_ok
-    assert all(r.status == 200 for r in after), after
+    assert not ready_while_hung
     assert ready_after is not None
-    assert 'gateway_requests_shed_total{reason="circuit_open"} 6.0' in metrics
+    assert closed is not None
+    assert all(r.status == 200 for r in after), after
 
     figures.update(
         {
             "timeout_s": timeout_s,
-            "timeouts_before_open": len(timeouts),
+            "circuit_open_after_hang_s": round(opened_after_s, 2),
             "fast_fail_p99_s": round(percentile([r.elapsed_s for r in fast], 0.99), 4),
             "upstream_calls_while_open": seen_while_open,
-            "half_open_trial_with_upstream_hanging": trial_failed.status,
-            "half_open_trial_with_upstream_healed": trial_ok.status,
+            "circuit_closed_after_heal_s": round(closed_after_s, 2),
         }
     )
 

@@ -134,7 +134,7 @@ def _post(gateway: GatewayServer, tenant: ClientTenant, body: bytes) -> Reply:
     return asyncio.run(request(gateway.port, "POST", "/v1/completions", body, headers))
 
 
-def test_vllm_hung_times_out_opens_the_circuit_fails_fast_and_recovers(
+def test_vllm_hung_fails_the_probe_opens_the_circuit_fails_fast_and_recovers(
     vllm: VllmServer, tmp_path: Path, logs_dir: Path, figures: dict[str, Any]
 ) -> None:
     tenant = make_tenant("acme")
@@ -159,7 +159,13 @@ def test_vllm_hung_times_out_opens_the_circuit_fails_fast_and_recovers(
         before = _post(gateway, tenant, body)
         vllm.freeze()
         try:
+            # Whole answers outlasting the timeout are the tenant's 504s, not the breaker's
+            # evidence: the probe timing out is, and opens the circuit.
             timeouts = [_post(gateway, tenant, body) for _ in range(threshold)]
+            opened = wait_until(
+                lambda: "gateway_circuit_state 2.0" in gateway.metrics_text(),
+                threshold * (2.0 + PROBE_INTERVAL_S) + 1.0,
+            )
             fast = _post(gateway, tenant, body)
             unready = wait_until(lambda: not gateway.ready(), 3 * PROBE_INTERVAL_S)
         finally:
@@ -172,6 +178,7 @@ def test_vllm_hung_times_out_opens_the_circuit_fails_fast_and_recovers(
     for reply in timeouts:
         assert reply.status == 504, reply
         assert timeout_s <= reply.elapsed_s < timeout_s + 2.0, reply.elapsed_s
+    assert opened is not None, gateway.log()[-2000:]
     assert fast.status == 503 and fast.elapsed_s < 0.25, fast
     assert fast.headers.get("retry-after"), fast.headers
     assert unready is not None

@@ -1,4 +1,4 @@
-"""Liveness and readiness: flipping on probe failures, the circuit, and drain."""
+"""Liveness and readiness: flipping on probe failures and drain; the circuit breaker."""
 
 from __future__ import annotations
 
@@ -77,12 +77,10 @@ def test_upstream_down_opens_the_circuit_then_a_trial_closes_it(tmp_path: Path) 
                 failed = await http.post("/v1/chat/completions", json=chat_body())
                 assert failed.status_code == 502
                 assert "could not be reached" in failed.json()["error"]["message"]
-            # THEN the circuit is open: fail fast with 503, and not ready
+            # THEN the circuit is open: fail fast with 503 (readiness is the probe's to say)
             fast = await http.post("/v1/chat/completions", json=chat_body())
             assert fast.status_code == 503
             assert int(fast.headers["Retry-After"]) >= 1
-            ready = await http.get("/health/ready")
-            assert ready.status_code == 503 and "circuit open" in ready.json()["reason"]
             metrics = (await http.get("/metrics")).text
             assert "gateway_circuit_state 2.0" in metrics
             assert 'gateway_requests_shed_total{reason="circuit_open"} 1.0' in metrics
@@ -102,7 +100,7 @@ def test_a_stalled_upstream_is_504(tmp_path: Path) -> None:
             stack.fake.config.mode = "hang"
             response = await http.post("/v1/chat/completions", json=chat_body())
             assert response.status_code == 504
-            assert "did not answer in time" in response.json()["error"]["message"]
+            assert "took longer than 0.3 s" in response.json()["error"]["message"]
             assert stack.gateway.admission.ongoing == 0
 
     asyncio.run(scenario())
