@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from infra.cli.common import CommandError, print_json
 from infra.cli.preflight_checks import (
@@ -58,17 +58,20 @@ def aws_clients(region: str) -> AwsClients:
     """Every client the checks read, in the stack's region, from boto3's default chain."""
     import boto3
 
-    session = boto3.session.Session(region_name=region)
+    # boto3's default session: its service models load once per process, not per call.
+    def client(service: str) -> Any:
+        return boto3.client(service, region_name=region)  # type: ignore[call-overload]
+
     return AwsClients(
-        sts=session.client("sts"),
-        acm=session.client("acm"),
-        route53=session.client("route53"),
-        secrets=session.client("secretsmanager"),
-        ssm=session.client("ssm"),
-        ec2=session.client("ec2"),
-        s3=session.client("s3"),
-        quotas=session.client("service-quotas"),
-        sns=session.client("sns"),
+        sts=client("sts"),
+        acm=client("acm"),
+        route53=client("route53"),
+        secrets=client("secretsmanager"),
+        ssm=client("ssm"),
+        ec2=client("ec2"),
+        s3=client("s3"),
+        quotas=client("service-quotas"),
+        sns=client("sns"),
     )
 
 
