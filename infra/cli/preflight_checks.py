@@ -341,7 +341,8 @@ def check_model(s3: S3Client, *, model_location: str | None, env_prefix: str) ->
     return CheckResult(
         name,
         "pass",
-        f"{model_location}: config.json and {len(weights)} safetensors files ({gigabytes:.1f} GB)",
+        f"{model_location}: config.json and {len(weights)} safetensors "
+        f"file{'s' * (len(weights) != 1)} ({gigabytes:.1f} GB)",
     )
 
 
