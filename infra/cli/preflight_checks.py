@@ -63,17 +63,20 @@ def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-def check_credentials(sts: STSClient) -> CheckResult:
+def check_credentials(sts: STSClient) -> tuple[CheckResult, str]:
+    """The result, and the account id the other checks compare owners with ("" if none)."""
     try:
         identity = sts.get_caller_identity()
     except (ClientError, BotoCoreError) as error:
-        return CheckResult(
+        failed = CheckResult(
             "credentials",
             "fail",
             f"no usable AWS credentials ({aws_error(error)}): configure them "
             "(AWS_PROFILE, environment or SSO) for the account to deploy to",
         )
-    return CheckResult("credentials", "pass", f"account {identity['Account']}")
+        return failed, ""
+    account = identity["Account"]
+    return CheckResult("credentials", "pass", f"account {account}"), account
 
 
 def covers(name: str, domain: str) -> bool:
@@ -347,8 +350,15 @@ def check_model(s3: S3Client, *, model_location: str | None, env_prefix: str) ->
 
 
 def check_state_bucket(
-    s3: S3Client, *, bucket: str | None, environment: str, region: str, env_prefix: str
+    s3: S3Client,
+    *,
+    bucket: str | None,
+    environment: str,
+    region: str,
+    account_id: str,
+    env_prefix: str,
 ) -> CheckResult:
+    """The state bucket must be this account's: state written to another's is theirs to read."""
     name = "state-bucket"
     var = f"{env_prefix}STATE_BUCKET"
     if bucket is None:
@@ -360,12 +370,20 @@ def check_state_bucket(
             name, "warn", f"not set: the state stays in a local file; set {var} to share it"
         )
     try:
-        located = s3.head_bucket(Bucket=bucket).get("BucketRegion")
+        # S3 answers 403 when the bucket belongs to another account, readable or not.
+        located = s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account_id).get("BucketRegion")
         versioning = s3.get_bucket_versioning(Bucket=bucket).get("Status", "never enabled")
     except ClientError as error:
         if error_code(error) in ("404", "NoSuchBucket"):
             return CheckResult(
                 name, "fail", f"bucket {bucket} not found: create it (versioned, encrypted)"
+            )
+        if error_code(error) in ("403", "AccessDenied"):
+            return CheckResult(
+                name,
+                "fail",
+                f"bucket {bucket} is not account {account_id}'s, or not readable by these "
+                f"credentials: set {var} to a bucket of this account",
             )
         return CheckResult(name, "fail", f"cannot read bucket {bucket} ({aws_error(error)})")
     if located and located != region:

@@ -94,7 +94,7 @@ def alarm_topic_name(stack: str) -> str:
 
 
 def run_checks(settings: StackSettings, stack: str, clients: AwsClients) -> list[CheckResult]:
-    credentials = check_credentials(clients.sts)
+    credentials, account_id = check_credentials(clients.sts)
     if credentials.status == "fail":
         return [credentials]  # every other check would fail for the same reason
     prefix = str(settings.model_config.get("env_prefix", ""))
@@ -125,6 +125,7 @@ def run_checks(settings: StackSettings, stack: str, clients: AwsClients) -> list
             bucket=settings.state_bucket,
             environment=settings.environment,
             region=settings.region,
+            account_id=account_id,
             env_prefix=prefix,
         ),
         check_instance_type(

@@ -604,9 +604,16 @@ def test_settings_left_unset_fail_naming_their_variable(aws: None) -> None:
     assert check_model(s3, model_location=None, env_prefix=PREFIX).detail == (
         "not set: set FINSIGHT_PROD_MODEL_LOCATION to the model's s3:// prefix"
     )
-    prod = check_state_bucket(s3, bucket=None, environment="prod", region=REGION, env_prefix=PREFIX)
-    dev = check_state_bucket(
-        s3, bucket=None, environment="dev", region=REGION, env_prefix="FINSIGHT_DEV_"
+    prod, dev = (
+        check_state_bucket(
+            s3,
+            bucket=None,
+            environment=environment,
+            region=REGION,
+            account_id=DEFAULT_ACCOUNT_ID,
+            env_prefix=f"FINSIGHT_{environment.upper()}_",
+        )
+        for environment in ("prod", "dev")
     )
     # Dev keeps its state in a local file by design; prod must not.
     assert (prod.status, dev.status) == ("fail", "warn")
@@ -614,5 +621,33 @@ def test_settings_left_unset_fail_naming_their_variable(aws: None) -> None:
 
 
 def test_credentials_name_the_account(aws: None) -> None:
-    result = check_credentials(boto3.client("sts", region_name=REGION))
+    result, account = check_credentials(boto3.client("sts", region_name=REGION))
     assert (result.status, result.detail) == ("pass", f"account {DEFAULT_ACCOUNT_ID}")
+    assert account == DEFAULT_ACCOUNT_ID
+
+
+def test_a_state_bucket_of_another_account_fails(aws: None) -> None:
+    # moto ignores ExpectedBucketOwner; S3 answers 403 to it, as stubbed here.
+    s3 = boto3.client("s3", region_name=REGION)
+    stubber = Stubber(s3)
+    stubber.add_client_error(
+        "head_bucket",
+        "403",
+        "Forbidden",
+        http_status_code=403,
+        expected_params={"Bucket": STATE_BUCKET, "ExpectedBucketOwner": DEFAULT_ACCOUNT_ID},
+    )
+    with stubber:
+        result = check_state_bucket(
+            s3,
+            bucket=STATE_BUCKET,
+            environment="prod",
+            region=REGION,
+            account_id=DEFAULT_ACCOUNT_ID,
+            env_prefix=PREFIX,
+        )
+    assert (result.status, result.detail) == (
+        "fail",
+        f"bucket {STATE_BUCKET} is not account {DEFAULT_ACCOUNT_ID}'s, or not readable by "
+        "these credentials: set FINSIGHT_PROD_STATE_BUCKET to a bucket of this account",
+    )
