@@ -11,10 +11,10 @@ import sys
 from cdktn import App
 
 from infra.policy import FLEET_POLICY, FleetPolicy, PolicyError
+from infra.stack.naming import ENVIRONMENTS
 from infra.stack.settings import load_settings
 from infra.stack.stack import FleetStack
 
-ENVIRONMENTS = ("dev", "prod")
 OUTDIR = "cdktf.out"
 # The Terraform releases the JSON is written for: S3-native state locking needs 1.10.
 TARGET_VERSIONS = {"terraform": ">=1.10.0"}

@@ -71,8 +71,12 @@ class StackSettings(BaseSettings):
     # DNS: the API's name in a Route 53 hosted zone (both or neither). The stack then writes
     # an alias record to the load balancer, and a DNS-validated certificate when no
     # certificate_arn is given.
+    # pydantic's regex engine has no look-ahead: the name's length is its own constraint.
     api_domain: str | None = Field(
-        None, max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+        None,
+        min_length=4,
+        max_length=253,
+        pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
     )
     hosted_zone_id: str | None = Field(None, pattern=r"^Z[A-Z0-9]{1,31}$")
     # The longest request the service accepts (a long streamed answer, queueing included):

@@ -16,6 +16,7 @@ from infra.policy.aws_rules import ScalingRules, compile_scaling_rules
 from infra.stack.fleet import Fleet, FleetProps
 from infra.stack.load_balancer import LoadBalancer, LoadBalancerProps
 from infra.stack.market_calendar import MarketCalendar, MarketCalendarProps
+from infra.stack.naming import stack_name as stack_name
 from infra.stack.network import Network, NetworkProps
 from infra.stack.observability import (
     SCALE_IN_ALARM,
@@ -31,10 +32,6 @@ from infra.stack.settings import StackSettings
 
 # The same JSON must init offline against the mirrored 5.100 and deploy with 6.x.
 AWS_PROVIDER_VERSION = ">= 5.100.0, < 7.0.0"
-
-
-def stack_name(settings: StackSettings) -> str:
-    return f"finsight-serving-{settings.environment}"
 
 
 class FleetStack(TerraformStack):

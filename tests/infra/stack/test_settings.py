@@ -87,3 +87,19 @@ def test_synth_stops_with_the_field_before_building_anything(
     with pytest.raises(SystemExit) as stopped:
         main()
     assert "dev.region" in str(stopped.value.code)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"api_domain": "API.example.com", "hosted_zone_id": "Z0123456789ABC"},
+        {"api_domain": "a" * 250 + ".com", "hosted_zone_id": "Z0123456789ABC"},
+        {"api_domain": "api.example.com"},
+    ],
+)
+def test_an_api_domain_is_a_lower_case_dns_name_with_its_zone(overrides: dict[str, str]) -> None:
+    with pytest.raises(PolicyError) as refused:
+        load_settings("prod", **overrides)
+    assert refused.value.field == "prod.api_domain"
+    settings = load_settings("prod", api_domain="api.example.com", hosted_zone_id="Z0123456789ABC")
+    assert settings.api_domain == "api.example.com"
