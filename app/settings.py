@@ -57,6 +57,8 @@ class GatewaySettings(BaseSettings):
     max_n: int = Field(default=4, ge=1, le=128)
     default_max_tokens: int = Field(default=2048, ge=1, le=1_000_000)
     default_tenant_max_concurrent_requests: int = Field(default=8, ge=1, le=100_000)
+    # Request shape: prompts in one request's `prompt` array.
+    max_prompts: int = Field(default=4, ge=1, le=128)
 
     # Admission and back-pressure.
     max_ongoing_requests: int = Field(

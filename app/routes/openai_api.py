@@ -68,10 +68,16 @@ async def _generate(
             )
         raw = await read_body(request, settings.max_body_bytes)
         generation = validate_generation(
-            raw, chat=chat, tenant=tenant, models=gateway.probe.models, max_n=settings.max_n
+            raw,
+            chat=chat,
+            tenant=tenant,
+            models=gateway.probe.models,
+            max_n=settings.max_n,
+            max_prompts=settings.max_prompts,
+            max_sequences=min(tenant.max_concurrent_requests, settings.max_ongoing_requests),
         )
         record.stream = generation.stream
-        ticket = gateway.admission.admit(tenant)
+        ticket = gateway.admission.admit(tenant, generation.sequences)
         try:
             gateway.proxy.check_circuit(settings.retry_after_s)
         except GatewayError:

@@ -365,3 +365,41 @@ def test_a_client_leaving_mid_body_is_no_server_error(
 
     asyncio.run(scenario())
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+# ---------------------------------------------------------------- issue 13 regressions
+
+
+def test_a_request_counts_its_prompts_times_n_against_the_tenant(tmp_path: Path) -> None:
+    # GIVEN acme may run 8 sequences at once and the upstream is slow
+    async def scenario() -> None:
+        config = FakeVllmConfig(token_delay_ms=50)
+        tenants = tenants_document(max_concurrent_requests=8)
+        async with (
+            running_stack(tmp_path, fake_config=config, tenants=tenants) as stack,
+            stack.client() as http,
+        ):
+            # WHEN one request asks for 4 prompts x n=2
+            body = {"model": MODEL, "prompt": ["a", "b", "c", "d"], "n": 2, "max_tokens": 8}
+            held = asyncio.ensure_future(http.post("/v1/completions", json=body))
+            async with asyncio.timeout(3):
+                while stack.fake.stats.generation_requests < 1:
+                    await asyncio.sleep(0.005)
+            assert stack.gateway.admission.tenant_ongoing("acme") == 8
+            # THEN it holds 8 slots: the next single prompt is refused
+            assert stack.gateway.admission.ongoing == 8
+            one_more = await http.post("/v1/completions", json={"model": MODEL, "prompt": "x"})
+            assert one_more.status_code == 429
+            assert (await held).status_code == 200
+            assert stack.gateway.admission.ongoing == 0
+            # A request that could never be granted is a 400, not a 429 to retry forever,
+            # and thousands of prompts in one request are refused outright.
+            nine = await http.post("/v1/completions", json={**body, "prompt": ["a"] * 3, "n": 3})
+            assert nine.status_code == 400
+            assert "9 sequences" in nine.json()["error"]["message"]
+            many = await http.post("/v1/completions", json={**body, "prompt": ["x"] * 5000})
+            assert many.status_code == 400
+            assert many.json()["error"]["param"] == "prompt"
+            assert stack.fake.stats.generation_requests == 1
+
+    asyncio.run(scenario())
