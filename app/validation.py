@@ -1,8 +1,10 @@
 """Checks a generation request before anything goes upstream; each refusal says what is wrong.
 
-Only the fields the gateway must enforce are checked here, among them the number of
-sequences a request asks for (prompts x `n`, which admission counts); the body is forwarded
-as sent, so vLLM still validates everything else (and answers 400 itself for what it refuses).
+The gateway enforces what protects the instance and the tenants: the number of sequences a
+request asks for (prompts x `n`, which admission counts) and the tenant's token cap,
+inserted when the request sets none. vLLM still validates everything else (and answers 400
+itself for what it refuses). The body is parsed once; it is forwarded as sent unless the
+cap had to be inserted.
 """
 
 from __future__ import annotations
@@ -35,6 +37,17 @@ def _optional_int(body: dict[str, Any], name: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _invalid(f"'{name}' must be an integer, got {type(value).__name__}", name)
     return value
+
+
+def _token_count(body: dict[str, Any], name: str, cap: int) -> int | None:
+    requested = _optional_int(body, name)
+    if requested is None:
+        return None
+    if requested < 1:
+        raise _invalid(f"'{name}' must be at least 1, got {requested}", name)
+    if requested > cap:
+        raise _invalid(f"'{name}' is {requested}, above this tenant's limit of {cap}", name)
+    return requested
 
 
 def _is_token_ids(value: Any) -> bool:
@@ -78,6 +91,18 @@ def count_prompts(prompt: Any, max_prompts: int) -> int:
     return len(prompt)
 
 
+def _with_max_tokens(raw: bytes, body: dict[str, Any], cap: int) -> bytes:
+    """The body with `"max_tokens": cap` added. The usual case (the key is absent) splices
+    it in before the closing brace, far cheaper than re-serializing a long prompt; the body
+    is a UTF-8 JSON object with at least `model` in it, so this stays valid JSON."""
+    if "max_tokens" not in body:
+        end = raw.rstrip(b" \t\n\r")
+        if end.endswith(b"}"):
+            return b'%s,"max_tokens":%d}' % (end[:-1], cap)
+    body["max_tokens"] = cap  # present as null: rewrite the whole body
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
 def validate_generation(
     raw: bytes,
     *,
@@ -92,7 +117,9 @@ def validate_generation(
     the tenant's and the instance's caps); a request asking more is refused here, as a
     refusal by admission would tell the client to retry what can never succeed."""
     try:
-        body = json.loads(raw)
+        # Strict UTF-8 (json.loads would guess UTF-16 or let lone surrogates through):
+        # the body may be extended in place below, which needs to know its encoding.
+        body = json.loads(raw.decode())
     except (ValueError, UnicodeDecodeError) as error:
         raise _invalid(f"Request body is not valid JSON: {error}") from None
     except RecursionError:
@@ -129,17 +156,29 @@ def validate_generation(
     if not isinstance(stream, bool):
         raise _invalid(f"'stream' must be a boolean, got {type(stream).__name__}", "stream")
 
-    for name in ("max_tokens", "max_completion_tokens"):
-        requested = _optional_int(body, name)
-        if requested is None:
-            continue
-        if requested < 1:
-            raise _invalid(f"'{name}' must be at least 1, got {requested}", name)
-        if requested > tenant.max_tokens:
-            raise _invalid(
-                f"'{name}' is {requested}, above this tenant's limit of {tenant.max_tokens}",
-                name,
-            )
+    cap = tenant.max_tokens
+    max_tokens = _token_count(body, "max_tokens", cap)
+    limit = max_tokens
+    if chat:
+        # vLLM takes max_completion_tokens over max_tokens; two different values would
+        # leave the client guessing which one applied.
+        max_completion_tokens = _token_count(body, "max_completion_tokens", cap)
+        if max_completion_tokens is not None:
+            if max_tokens is not None and max_tokens != max_completion_tokens:
+                raise _invalid(
+                    f"'max_tokens' ({max_tokens}) and 'max_completion_tokens' "
+                    f"({max_completion_tokens}) differ; set one of them.",
+                    "max_completion_tokens",
+                )
+            limit = max_completion_tokens
+
+    min_tokens = _optional_int(body, "min_tokens")
+    if min_tokens is not None and not 0 <= min_tokens <= (limit or cap):
+        bound = "'max_tokens'" if limit else "this tenant's limit"
+        raise _invalid(
+            f"'min_tokens' must be between 0 and {bound} ({limit or cap}), got {min_tokens}",
+            "min_tokens",
+        )
 
     n = _optional_int(body, "n")
     if n is not None and not 1 <= n <= max_n:
@@ -153,4 +192,6 @@ def validate_generation(
             "prompt" if prompts > 1 else "n",
         )
 
-    return GenerationRequest(model=model, stream=stream, body=raw, sequences=sequences)
+    # No cap set: vLLM would generate up to the model's context. Insert the tenant's.
+    forwarded = raw if limit is not None else _with_max_tokens(raw, body, cap)
+    return GenerationRequest(model=model, stream=stream, body=forwarded, sequences=sequences)

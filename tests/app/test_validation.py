@@ -100,3 +100,68 @@ def test_sequences_are_prompts_times_n_and_more_than_can_ever_be_granted_is_400(
     error = refusal(completion(n=3), max_sequences=2)
     assert (error.status, error.param) == (400, "n")
     assert "3 sequences (n=3)" in error.message
+
+
+# ------------------------------------------------------------ finding 2: token caps
+
+
+def test_a_missing_max_tokens_is_filled_with_the_tenants_cap() -> None:
+    # The review's case: min_tokens and ignore_eos without max_tokens.
+    body = {"model": MODEL, "prompt": "x", "min_tokens": 8, "ignore_eos": True}
+    forwarded = json.loads(validate(body).body)
+    assert forwarded == {**body, "max_tokens": 64}
+    # Trailing whitespace, and non-ASCII text, survive the splice.
+    raw = b'{"model": "m", "prompt": "caf\xc3\xa9"}\r\n\t '
+    assert json.loads(validate(raw).body) == {"model": "m", "prompt": "café", "max_tokens": 64}
+    # An explicit null is rewritten rather than duplicated.
+    nulled = validate(completion(max_tokens=None)).body
+    assert nulled.count(b"max_tokens") == 1 and json.loads(nulled)["max_tokens"] == 64
+    forwarded_chat = json.loads(validate(chat(), chat=True).body)
+    assert forwarded_chat["max_tokens"] == 64
+
+
+def test_a_body_that_sets_its_cap_is_forwarded_byte_for_byte() -> None:
+    raw = json.dumps(completion(max_tokens=8), indent=2).encode()
+    assert validate(raw).body is raw
+    raw = json.dumps(chat(max_completion_tokens=5)).encode()
+    assert validate(raw, chat=True).body is raw
+
+
+def test_max_completion_tokens_and_max_tokens_must_agree_and_each_is_capped() -> None:
+    assert validate(chat(max_tokens=5, max_completion_tokens=5), chat=True).body
+    error = refusal(chat(max_tokens=5, max_completion_tokens=9), chat=True)
+    assert (error.status, error.param) == (400, "max_completion_tokens")
+    assert "differ" in error.message
+    error = refusal(chat(max_completion_tokens=65), chat=True)
+    assert "limit of 64" in error.message
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (completion(min_tokens=65, max_tokens=None), "this tenant's limit (64)"),
+        (completion(min_tokens=9), "'max_tokens' (8)"),
+        (completion(min_tokens=-1), "between 0"),
+        (completion(min_tokens="8"), "must be an integer"),
+    ],
+)
+def test_min_tokens_is_held_under_the_cap(body: dict[str, Any], needle: str) -> None:
+    error = refusal(body)
+    assert (error.status, error.param) == (400, "min_tokens")
+    assert needle in error.message
+    assert json.loads(validate(completion(min_tokens=8)).body)["min_tokens"] == 8
+    chat_error = refusal(chat(max_completion_tokens=4, min_tokens=5), chat=True)
+    assert chat_error.param == "min_tokens"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model": "m", "prompt": "\xed\xa0\x80"}',  # a lone surrogate is no UTF-8
+        '{"model": "m", "prompt": "x"}'.encode("utf-16"),
+        b'\xef\xbb\xbf{"model": "m", "prompt": "x"}',
+    ],
+)
+def test_bodies_that_are_not_json_in_utf8_are_refused(raw: bytes) -> None:
+    error = refusal(raw)
+    assert error.status == 400 and "not valid JSON" in error.message

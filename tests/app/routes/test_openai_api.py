@@ -403,3 +403,20 @@ def test_a_request_counts_its_prompts_times_n_against_the_tenant(tmp_path: Path)
             assert stack.fake.stats.generation_requests == 1
 
     asyncio.run(scenario())
+
+
+def test_the_tenants_max_tokens_is_sent_when_the_request_sets_none(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        tenants = tenants_document(max_tokens=64)
+        async with running_stack(tmp_path, tenants=tenants) as stack, stack.client() as http:
+            # The review's request: as many tokens as the context allows, without a cap.
+            body = {"model": MODEL, "prompt": "x", "min_tokens": 8, "ignore_eos": True}
+            assert (await http.post("/v1/completions", json=body)).status_code == 200
+            assert stack.fake.stats.bodies[-1] == {**body, "max_tokens": 64}
+            assert (await http.post("/v1/chat/completions", json=chat_body())).status_code == 200
+            assert stack.fake.stats.bodies[-1]["max_tokens"] == 64
+            above = await http.post("/v1/completions", json={**body, "min_tokens": 8000})
+            assert above.status_code == 400 and above.json()["error"]["param"] == "min_tokens"
+            assert len(stack.fake.stats.bodies) == 2
+
+    asyncio.run(scenario())
