@@ -1,10 +1,10 @@
 """Checks a generation request before anything goes upstream; each refusal says what is wrong.
 
-The gateway enforces what protects the instance and the tenants: the number of sequences a
-request asks for (prompts x `n`, which admission counts) and the tenant's token cap,
-inserted when the request sets none. vLLM still validates everything else (and answers 400
-itself for what it refuses). The body is parsed once; it is forwarded as sent unless the
-cap had to be inserted.
+The gateway enforces what protects the instance and the tenants: the fields a request may
+carry (an allow-list per route), the number of sequences it asks for (prompts x `n`, which
+admission counts), and the tenant's token cap, inserted when the request sets none. vLLM
+still validates the values of everything else (and answers 400 itself for what it refuses).
+The body is parsed once; it is forwarded as sent unless the cap had to be inserted.
 """
 
 from __future__ import annotations
@@ -15,6 +15,47 @@ from typing import Any
 
 from app.errors import GatewayError
 from app.tenants import Tenant
+
+# Fields both routes accept: OpenAI's sampling and output fields, plus the vLLM extras the
+# product offers. Every other field is refused, with the reasons in README ("Accepted
+# fields"): vLLM-only knobs that reach its scheduler or templates (`priority`,
+# `kv_transfer_params`, `chat_template*`, `cache_salt`), raw guided-decoding grammars
+# (`guided_*`, `structured_outputs`: `response_format` is the supported way), beam search
+# and `best_of` (more sequences than admission counted), prompt log-probabilities and
+# `echo` (a pass over the whole prompt's vocabulary), tools (the fleet runs vLLM without a
+# tool-call parser), and OpenAI platform features the product does not run.
+_COMMON_FIELDS = frozenset(
+    {
+        "model",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "n",
+        "temperature",
+        "top_p",
+        "stop",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "logprobs",
+        "user",
+        # vLLM extras. `min_tokens` is held under the token cap; `ignore_eos` cannot ask
+        # for more than `max_tokens`, which is always set and capped.
+        "top_k",
+        "min_p",
+        "repetition_penalty",
+        "min_tokens",
+        "ignore_eos",
+    }
+)
+COMPLETION_FIELDS = _COMMON_FIELDS | {"prompt"}
+CHAT_FIELDS = _COMMON_FIELDS | {
+    "messages",
+    "max_completion_tokens",
+    "top_logprobs",
+    "response_format",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +69,14 @@ class GenerationRequest:
 
 def _invalid(message: str, param: str | None = None, status: int = 400) -> GatewayError:
     return GatewayError(status, message, "invalid_request_error", param=param)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+# Python's json accepts NaN and Infinity; JSON does not, nor does vLLM's parser.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _optional_int(body: dict[str, Any], name: str) -> int | None:
@@ -119,13 +168,23 @@ def validate_generation(
     try:
         # Strict UTF-8 (json.loads would guess UTF-16 or let lone surrogates through):
         # the body may be extended in place below, which needs to know its encoding.
-        body = json.loads(raw.decode())
+        body = _DECODER.decode(raw.decode())
     except (ValueError, UnicodeDecodeError) as error:
         raise _invalid(f"Request body is not valid JSON: {error}") from None
     except RecursionError:
         raise _invalid("Request body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise _invalid("Request body must be a JSON object.")
+
+    route = "/v1/chat/completions" if chat else "/v1/completions"
+    unknown = body.keys() - (CHAT_FIELDS if chat else COMPLETION_FIELDS)
+    if unknown:
+        name = min(unknown)
+        raise _invalid(
+            f"'{name[:64]}' is not a field this gateway accepts on {route}; see the "
+            "accepted fields in its documentation.",
+            name[:64],
+        )
 
     model = body.get("model")
     if not isinstance(model, str) or not model:

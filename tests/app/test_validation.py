@@ -1,4 +1,4 @@
-"""Validation of generation requests: prompt shapes, sequences, token caps."""
+"""Validation of generation requests: allowed fields, prompt shapes, sequences, token caps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import pytest
 
 from app.errors import GatewayError
 from app.tenants import Tenant
-from app.validation import GenerationRequest, count_prompts, validate_generation
+from app.validation import (
+    CHAT_FIELDS,
+    COMPLETION_FIELDS,
+    GenerationRequest,
+    count_prompts,
+    validate_generation,
+)
 
 MODEL = "m"
 TENANT = Tenant("acme", max_concurrent_requests=8, max_tokens=64)
@@ -154,9 +160,74 @@ def test_min_tokens_is_held_under_the_cap(body: dict[str, Any], needle: str) -> 
     assert chat_error.param == "min_tokens"
 
 
+# ------------------------------------------------------- finding 6: accepted fields
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "priority",
+        "kv_transfer_params",
+        "chat_template_kwargs",
+        "guided_json",
+        "guided_regex",
+        "guided_grammar",
+        "structured_outputs",
+        "best_of",
+        "use_beam_search",
+        "prompt_logprobs",
+        "echo",
+        "suffix",
+        "cache_salt",
+        "logits_processors",
+        "request_id",
+        "x_extra",
+    ],
+)
+def test_fields_outside_the_allow_list_are_refused_by_name(field: str) -> None:
+    for is_chat, body in ((False, completion()), (True, chat())):
+        error = refusal({**body, field: 1}, chat=is_chat)
+        assert (error.status, error.param) == (400, field)
+        assert f"'{field}' is not a field this gateway accepts" in error.message
+
+
+def test_chat_only_fields_are_refused_on_completions_and_the_reverse() -> None:
+    for field in ("messages", "response_format", "top_logprobs", "tools", "tool_choice"):
+        assert refusal(completion(**{field: 1})).param == field
+    assert refusal(chat(prompt="x"), chat=True).param == "prompt"
+    assert refusal(chat(tools=[]), chat=True).param == "tools"
+
+
+def test_what_the_openai_sdk_sends_is_accepted() -> None:
+    sdk_chat = chat(
+        max_completion_tokens=16,
+        temperature=0.2,
+        top_p=0.9,
+        stop=["\n"],
+        seed=1,
+        n=2,
+        stream=True,
+        stream_options={"include_usage": True},
+        logprobs=True,
+        top_logprobs=3,
+        logit_bias={"50256": -100},
+        frequency_penalty=0.1,
+        presence_penalty=0.1,
+        response_format={"type": "json_object"},
+        user="analyst-7",
+    )
+    assert set(sdk_chat) <= CHAT_FIELDS
+    assert validate(sdk_chat, chat=True).stream
+    sdk_completion = completion(logprobs=2, stop="\n", top_k=5, min_p=0.1, repetition_penalty=1.1)
+    assert set(sdk_completion) <= COMPLETION_FIELDS
+    assert validate(sdk_completion).sequences == 1
+
+
 @pytest.mark.parametrize(
     "raw",
     [
+        b'{"model": "m", "prompt": "x", "temperature": NaN}',
+        b'{"model": "m", "prompt": "x", "top_p": Infinity}',
         b'{"model": "m", "prompt": "\xed\xa0\x80"}',  # a lone surrogate is no UTF-8
         '{"model": "m", "prompt": "x"}'.encode("utf-16"),
         b'\xef\xbb\xbf{"model": "m", "prompt": "x"}',

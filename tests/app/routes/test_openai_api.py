@@ -420,3 +420,26 @@ def test_the_tenants_max_tokens_is_sent_when_the_request_sets_none(tmp_path: Pat
             assert len(stack.fake.stats.bodies) == 2
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "field", ["priority", "kv_transfer_params", "chat_template_kwargs", "guided_regex", "tools"]
+)
+def test_fields_the_product_does_not_offer_are_400_naming_the_field(
+    tmp_path: Path, field: str
+) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack, stack.client() as http:
+            response = await http.post("/v1/chat/completions", json=chat_body(**{field: 1}))
+            assert response.status_code == 400
+            error = response.json()["error"]
+            assert error["param"] == field and f"'{field}'" in error["message"]
+            assert stack.fake.stats.generation_requests == 0
+            client = openai.AsyncOpenAI(api_key=ACME_KEY, base_url=f"{stack.url}/v1")
+            with pytest.raises(openai.BadRequestError, match=field):
+                await client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "x"}], extra_body={field: 1}
+                )
+            await client.close()
+
+    asyncio.run(scenario())
