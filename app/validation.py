@@ -166,8 +166,6 @@ def validate_generation(
     the tenant's and the instance's caps); a request asking more is refused here, as a
     refusal by admission would tell the client to retry what can never succeed."""
     try:
-        # Strict UTF-8 (json.loads would guess UTF-16 or let lone surrogates through):
-        # the body may be extended in place below, which needs to know its encoding.
         body = _DECODER.decode(raw.decode())
     except (ValueError, UnicodeDecodeError) as error:
         raise _invalid(f"Request body is not valid JSON: {error}") from None
@@ -190,9 +188,10 @@ def validate_generation(
     if not isinstance(model, str) or not model:
         raise _invalid("'model' is required and must be a string.", "model")
     if model not in models:
+        # The served models are listed by GET /v1/models, to an authenticated caller only.
         raise GatewayError(
             404,
-            f"The model '{model}' does not exist; available: {', '.join(sorted(models))}.",
+            f"The model '{model[:256]}' does not exist.",
             "invalid_request_error",
             param="model",
         )

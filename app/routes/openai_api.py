@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Request
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -114,11 +116,31 @@ generation_routes = [
 ]
 
 
+# What a client needs of a model card; vLLM's cards also carry `root` (the model's local
+# path on the instance), `parent`, `max_model_len` and `permission`.
+MODEL_CARD_FIELDS = ("id", "object", "created", "owned_by")
+
+
+def client_model_list(content: bytes) -> bytes:
+    """vLLM's model list reduced to the fields of OpenAI's model object."""
+    try:
+        cards = json.loads(content)["data"]
+        data = [{k: card[k] for k in MODEL_CARD_FIELDS if k in card} for card in cards]
+    except (ValueError, KeyError, TypeError):
+        raise GatewayError(
+            502, "The model server's model list is malformed.", "upstream_error"
+        ) from None
+    return json.dumps({"object": "list", "data": data}).encode()
+
+
 @router.get("/models")
 async def models(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
     access_record(request.scope).tenant = tenant.id
     try:
         response = await gateway.proxy.passthrough_get("/v1/models")
+        if response.status_code == 200:
+            content = client_model_list(bytes(response.body))
+            response = Response(content, media_type="application/json")
     except GatewayError as error:
         gateway.metrics.requests.labels(tenant.id, "/v1/models", str(error.status)).inc()
         raise

@@ -223,6 +223,15 @@ def test_what_the_openai_sdk_sends_is_accepted() -> None:
     assert validate(sdk_completion).sequences == 1
 
 
+# ------------------------------------------------------------------ the rest
+
+
+def test_an_unknown_model_is_404_without_the_list_of_models() -> None:
+    error = refusal(completion(model="gpt-unknown"))
+    assert error.status == 404
+    assert "gpt-unknown" in error.message and "other" not in error.message
+
+
 @pytest.mark.parametrize(
     "raw",
     [

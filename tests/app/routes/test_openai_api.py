@@ -443,3 +443,18 @@ def test_fields_the_product_does_not_offer_are_400_naming_the_field(
             await client.close()
 
     asyncio.run(scenario())
+
+
+def test_model_list_and_unknown_model_reveal_only_what_a_client_needs(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack, stack.client() as http:
+            listed = (await http.get("/v1/models")).json()
+            assert listed["object"] == "list"
+            assert [set(card) for card in listed["data"]] == [
+                {"id", "object", "created", "owned_by"}
+            ]
+            missing = await http.post("/v1/chat/completions", json=chat_body(model="gpt-x"))
+            assert missing.status_code == 404
+            assert MODEL not in missing.json()["error"]["message"]
+
+    asyncio.run(scenario())
