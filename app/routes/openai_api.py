@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from fastapi import APIRouter, Request
@@ -19,7 +20,10 @@ from app.validation import validate_generation
 router = APIRouter(prefix="/v1")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, at most `limit` bytes, within `timeout_s` of the first read: a client
+    that dribbles its body would otherwise hold a connection and a task for as long as it
+    likes. Refusals that leave the body unread close the connection (`app.connections`)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
@@ -33,17 +37,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
     try:
-        async for part in request.stream():
-            size += len(part)
-            if size > limit:
-                raise GatewayError(
-                    413, f"Request body is larger than {limit} bytes.", "invalid_request_error"
-                )
-            parts.append(part)
+        async with asyncio.timeout(timeout_s):
+            async for part in request.stream():
+                size += len(part)
+                if size > limit:
+                    raise GatewayError(
+                        413, f"Request body is larger than {limit} bytes.", "invalid_request_error"
+                    )
+                parts.append(part)
     except ClientDisconnect:
         # Nobody is left to read the answer; the status only feeds the metrics.
         raise GatewayError(
             499, "The client went away while sending the body.", "invalid_request_error"
+        ) from None
+    except TimeoutError:
+        raise GatewayError(
+            408,
+            f"The request body did not arrive within {timeout_s:g} s "
+            f"({size} bytes received); send it at once.",
+            "invalid_request_error",
         ) from None
     return b"".join(parts)
 
@@ -68,7 +80,7 @@ async def _generate(
                 "service_unavailable",
                 retry_after_s=settings.retry_after_s,
             )
-        raw = await read_body(request, settings.max_body_bytes)
+        raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         generation = validate_generation(
             raw,
             chat=chat,
