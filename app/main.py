@@ -23,6 +23,7 @@ from app.access import AccessLog
 from app.admission import Admission
 from app.circuit import CircuitBreaker
 from app.cloudwatch import CloudWatchPublisher
+from app.connections import ConnectionGuard
 from app.drain import Drainer
 from app.errors import install_error_handlers
 from app.fast_path import GenerationFastPath
@@ -257,6 +258,12 @@ def create_app(settings: GatewaySettings | None = None, runtime: Runtime | None 
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(GenerationFastPath)
+    app.add_middleware(
+        ConnectionGuard,
+        max_connections=settings.max_connections,
+        retry_after_s=settings.retry_after_s,
+        max_drain_bytes=settings.max_body_bytes,
+    )
     app.add_middleware(AccessLog)  # added last: outermost, so it times the fast path too
     app.router.routes.extend(openai_api.generation_routes)
     app.include_router(openai_api.router)

@@ -59,6 +59,11 @@ class GatewaySettings(BaseSettings):
     max_n: int = Field(default=4, ge=1, le=128)
     default_max_tokens: int = Field(default=2048, ge=1, le=1_000_000)
     default_tenant_max_concurrent_requests: int = Field(default=8, ge=1, le=100_000)
+    # Request shape and client connections: prompts in one request's `prompt` array, the
+    # time a client has to send its body, HTTP exchanges in flight in the process.
+    max_prompts: int = Field(default=4, ge=1, le=128)
+    body_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_connections: int = Field(default=256, ge=1, le=100_000)
 
     # Admission and back-pressure.
     max_ongoing_requests: int = Field(

@@ -163,13 +163,16 @@ class TenantRegistry:
         return len(entries)
 
     def authenticate(self, authorization: str | None) -> Tenant:
-        if not authorization or not authorization.startswith("Bearer "):
+        # The scheme is case-insensitive (RFC 7235 section 2.1): "bearer" is "Bearer".
+        scheme, _, key = (authorization or "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
             raise GatewayError(
                 401,
                 "Missing API key: send 'Authorization: Bearer <key>'.",
                 "invalid_request_error",
             )
-        digest = hash_key(authorization[7:].strip()).encode()
+        digest = hash_key(key).encode()
         found: Tenant | None = None
         # Compare against every entry, always, so timing says nothing about which key matched.
         for stored, tenant in self._entries:

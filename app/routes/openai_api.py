@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 from fastapi import APIRouter, Request
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -17,7 +20,10 @@ from app.validation import validate_generation
 router = APIRouter(prefix="/v1")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, at most `limit` bytes, within `timeout_s` of the first read: a client
+    that dribbles its body would otherwise hold a connection and a task for as long as it
+    likes. Refusals that leave the body unread close the connection (`app.connections`)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):
@@ -31,17 +37,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
     try:
-        async for part in request.stream():
-            size += len(part)
-            if size > limit:
-                raise GatewayError(
-                    413, f"Request body is larger than {limit} bytes.", "invalid_request_error"
-                )
-            parts.append(part)
+        async with asyncio.timeout(timeout_s):
+            async for part in request.stream():
+                size += len(part)
+                if size > limit:
+                    raise GatewayError(
+                        413, f"Request body is larger than {limit} bytes.", "invalid_request_error"
+                    )
+                parts.append(part)
     except ClientDisconnect:
         # Nobody is left to read the answer; the status only feeds the metrics.
         raise GatewayError(
             499, "The client went away while sending the body.", "invalid_request_error"
+        ) from None
+    except TimeoutError:
+        raise GatewayError(
+            408,
+            f"The request body did not arrive within {timeout_s:g} s "
+            f"({size} bytes received); send it at once.",
+            "invalid_request_error",
         ) from None
     return b"".join(parts)
 
@@ -66,12 +80,18 @@ async def _generate(
                 "service_unavailable",
                 retry_after_s=settings.retry_after_s,
             )
-        raw = await read_body(request, settings.max_body_bytes)
+        raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         generation = validate_generation(
-            raw, chat=chat, tenant=tenant, models=gateway.probe.models, max_n=settings.max_n
+            raw,
+            chat=chat,
+            tenant=tenant,
+            models=gateway.probe.models,
+            max_n=settings.max_n,
+            max_prompts=settings.max_prompts,
+            max_sequences=min(tenant.max_concurrent_requests, settings.max_ongoing_requests),
         )
         record.stream = generation.stream
-        ticket = gateway.admission.admit(tenant)
+        ticket = gateway.admission.admit(tenant, generation.sequences)
         try:
             permit = gateway.proxy.check_circuit(settings.retry_after_s)
         except GatewayError:
@@ -108,11 +128,31 @@ generation_routes = [
 ]
 
 
+# What a client needs of a model card; vLLM's cards also carry `root` (the model's local
+# path on the instance), `parent`, `max_model_len` and `permission`.
+MODEL_CARD_FIELDS = ("id", "object", "created", "owned_by")
+
+
+def client_model_list(content: bytes) -> bytes:
+    """vLLM's model list reduced to the fields of OpenAI's model object."""
+    try:
+        cards = json.loads(content)["data"]
+        data = [{k: card[k] for k in MODEL_CARD_FIELDS if k in card} for card in cards]
+    except (ValueError, KeyError, TypeError):
+        raise GatewayError(
+            502, "The model server's model list is malformed.", "upstream_error"
+        ) from None
+    return json.dumps({"object": "list", "data": data}).encode()
+
+
 @router.get("/models")
 async def models(request: Request, gateway: GatewayDep, tenant: TenantDep) -> Response:
     access_record(request.scope).tenant = tenant.id
     try:
         response = await gateway.proxy.passthrough_get("/v1/models")
+        if response.status_code == 200:
+            content = client_model_list(bytes(response.body))
+            response = Response(content, media_type="application/json")
     except GatewayError as error:
         gateway.metrics.requests.labels(tenant.id, "/v1/models", str(error.status)).inc()
         raise

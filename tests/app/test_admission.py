@@ -63,3 +63,26 @@ def test_the_peak_between_two_reads_is_kept() -> None:
     tickets[0].release()
     assert admission.take_peak() == 1
     assert admission.take_peak() == 0
+
+
+def test_a_request_weighs_its_sequences_on_both_caps() -> None:
+    # GIVEN acme may run 2 sequences, the instance 5
+    shed: list[str] = []
+    admission = Admission(5, retry_after_s=1, on_shed=shed.append)
+    # WHEN acme asks for 2 prompts at once, then 1 more
+    two = admission.admit(ACME, cost=2)
+    assert (admission.ongoing, admission.tenant_ongoing("acme")) == (2, 2)
+    with pytest.raises(GatewayError) as refused:
+        admission.admit(ACME)
+    # THEN the tenant is full after one request; the instance counts the two sequences
+    assert refused.value.status == 429 and "2 sequences" in refused.value.message
+    three = admission.admit(GLOBEX, cost=3)
+    with pytest.raises(GatewayError) as full:
+        admission.admit(GLOBEX)
+    assert full.value.status == 503
+    assert shed == ["tenant_limit", "instance_full"]
+    two.release()
+    two.release()
+    assert (admission.ongoing, admission.tenant_ongoing("acme")) == (3, 0)
+    three.release()
+    assert admission.ongoing == 0 and admission.take_peak() == 5

@@ -53,7 +53,8 @@ def test_a_key_maps_to_its_tenant_with_defaults_or_its_own_limits() -> None:
 
 
 @pytest.mark.parametrize(
-    "header", [None, "", "Basic abc", f"bearer {ACME_KEY}", "Bearer ", f"Bearer {ACME_KEY}x"]
+    "header",
+    [None, "", "Basic abc", "Bearer ", "bearer", f"Bearer {ACME_KEY}x", f"Bearer{ACME_KEY}"],
 )
 def test_missing_or_wrong_keys_are_401(header: str | None) -> None:
     registry = registry_of(
@@ -62,6 +63,17 @@ def test_missing_or_wrong_keys_are_401(header: str | None) -> None:
     with pytest.raises(GatewayError) as refused:
         registry.authenticate(header)
     assert refused.value.status == 401
+
+
+@pytest.mark.parametrize(
+    "header", [f"bearer {ACME_KEY}", f"BEARER {ACME_KEY}", f"BeArEr   {ACME_KEY}  "]
+)
+def test_the_bearer_scheme_is_case_insensitive(header: str) -> None:
+    # RFC 7235 section 2.1: the auth-scheme is a case-insensitive token.
+    registry = registry_of(
+        json.dumps({"tenants": [{"id": "a", "api_key_sha256": digest(ACME_KEY)}]})
+    )
+    assert registry.authenticate(header).id == "a"
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,14 @@
 """Property-based fuzzing of every gateway route, over real HTTP on 127.0.0.1.
 
-Hypothesis draws the method, path, Authorization header (none, a valid key, wrong ones),
-content type and body (bytes, arbitrary JSON, generation requests with fields of every
-wrong type and range). For each case: no 5xx (the upstream is healthy and the load is one
-request at a time, so any 5xx would be the client's input crashing the gateway); every
-refusal is an OpenAI-shaped error; and a refused request never reached the upstream,
-counted by the named fake upstream's own request counter.
+Hypothesis draws the method, path, Authorization header (none, a valid key in any case of
+its scheme, wrong ones), content type and body (bytes, arbitrary JSON, generation requests
+with fields of every wrong type and range: prompt arrays of every size and token-id form,
+fields outside the allow-list, `min_tokens`, a missing `max_tokens`). For each case: no 5xx
+(the upstream is healthy and the load is one request at a time, so any 5xx would be the
+client's input crashing the gateway); every refusal is an OpenAI-shaped error; a refused
+request never reached the upstream, counted by the named fake upstream's own request
+counter; and a body the gateway must refuse (an unknown field, too many prompts or
+sequences, `min_tokens` over the cap) is refused.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.validation import CHAT_FIELDS, COMPLETION_FIELDS
 from tests.processes import ClientTenant, GatewayServer, make_tenant, running, write_tenants
 from tests.stress.harness import FakeUpstream, Reply, gateway_env, request, served_routes
 
 MAX_BODY_BYTES = 4096
 TENANT_MAX_TOKENS = 64
+TENANT_MAX_SEQUENCES = 8
 MAX_N = 4
+MAX_PROMPTS = 4
 EXAMPLES = 600  # per property: about 10 s each on loopback
 GENERATION_PATHS = ("/v1/completions", "/v1/chat/completions")
 
@@ -45,7 +51,9 @@ class Target:
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    tenant = make_tenant("fuzzer", max_tokens=TENANT_MAX_TOKENS)
+    tenant = make_tenant(
+        "fuzzer", max_tokens=TENANT_MAX_TOKENS, max_concurrent_requests=TENANT_MAX_SEQUENCES
+    )
     write_tenants(tmp / "tenants.json", [tenant, make_tenant("bystander")])
     upstream = FakeUpstream(tmp / "upstream.log", tokens=2)
     gateway = GatewayServer(
@@ -55,6 +63,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
             tmp / "tenants.json",
             max_body_bytes=MAX_BODY_BYTES,
             max_n=MAX_N,
+            max_prompts=MAX_PROMPTS,
             # The probe runs once at start: after that, every generation request the
             # upstream counts was forwarded from a fuzz case.
             probe_interval_s=300,
@@ -114,26 +123,75 @@ message = st.fixed_dictionaries(
 )
 
 
+token_ids = st.lists(st.integers(min_value=-2, max_value=50_000), min_size=0, max_size=8)
+prompts = st.one_of(
+    st.text(max_size=80),
+    # Arrays of strings around the bound, and far past it (within the body size limit).
+    st.lists(st.text(max_size=10), max_size=MAX_PROMPTS + 3),
+    st.integers(min_value=MAX_PROMPTS + 1, max_value=600).map(lambda k: ["p"] * k),
+    # Token ids: one array is one prompt; an array of arrays is one prompt each.
+    token_ids,
+    st.lists(token_ids, max_size=MAX_PROMPTS + 2),
+    # Mixed shapes vLLM would refuse.
+    st.lists(st.one_of(st.text(max_size=4), st.integers(), token_ids), min_size=2, max_size=4),
+    wrong_types,
+)
+# Fields outside the allow-list: vLLM's own knobs, OpenAI's platform features, and junk.
+UNOFFERED_FIELDS = (
+    "priority",
+    "kv_transfer_params",
+    "chat_template",
+    "chat_template_kwargs",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+    "structured_outputs",
+    "best_of",
+    "use_beam_search",
+    "prompt_logprobs",
+    "echo",
+    "suffix",
+    "tools",
+    "tool_choice",
+    "functions",
+    "cache_salt",
+    "request_id",
+    "logits_processors",
+    "store",
+    "metadata",
+    "x_extra",
+)
+unoffered = st.dictionaries(
+    st.sampled_from(UNOFFERED_FIELDS) | st.text(min_size=1, max_size=12),
+    json_values,
+    max_size=2,
+)
+
+
 def generation_body(model: str) -> st.SearchStrategy[dict[str, Any]]:
-    """Generation requests: each field the gateway checks, valid or wrong in type or range."""
-    return st.fixed_dictionaries(
+    """Generation requests: each field the gateway checks, valid or wrong in type or range,
+    with or without fields it does not offer."""
+    accepted = st.fixed_dictionaries(
         {},
         optional={
             "model": st.just(model) | st.text(max_size=20) | wrong_types,
-            "prompt": st.text(max_size=80)
-            | st.lists(st.text(max_size=10), max_size=3)
-            | wrong_types,
+            "prompt": prompts,
             "messages": st.lists(message | wrong_types, max_size=3) | wrong_types,
             "stream": st.booleans() | wrong_types,
             "max_tokens": counts,
             "max_completion_tokens": counts,
+            "min_tokens": counts,
+            "ignore_eos": st.booleans(),
             "n": st.integers(min_value=-1, max_value=MAX_N + 2) | wrong_types,
             "temperature": st.floats(allow_nan=False, allow_infinity=False, width=32),
-            # Other fields are the upstream's to judge; they must pass through harmlessly.
+            # Accepted fields whose values are the upstream's to judge.
             "user": st.text(max_size=20),
-            "x_extra": json_values,
+            "top_k": st.integers(min_value=-1, max_value=50) | wrong_types,
+            "logit_bias": st.dictionaries(st.text(max_size=5), json_scalars, max_size=2),
         },
     )
+    return st.tuples(accepted, st.just({}) | unoffered).map(lambda pair: pair[1] | pair[0])
 
 
 def encode(value: Any) -> bytes:
@@ -149,13 +207,28 @@ class Case:
     body: bytes
 
 
-AUTH_KINDS = ("none", "valid", "wrong-key", "empty-bearer", "no-scheme", "basic", "junk")
+AUTH_KINDS = (
+    "none",
+    "valid",
+    "valid-any-case",
+    "wrong-key",
+    "empty-bearer",
+    "no-scheme",
+    "basic",
+    "junk",
+)
 
 
 def authorization(kind: str, tenant: ClientTenant, junk: str) -> str | None:
     return {
         "none": None,
         "valid": tenant.authorization,
+        # RFC 7235: the scheme is case-insensitive; `junk` picks the case of each letter.
+        "valid-any-case": "".join(
+            c.upper() if i < len(junk) and junk[i].isupper() else c for i, c in enumerate("bearer")
+        )
+        + " "
+        + tenant.key,
         "wrong-key": "Bearer sk-test-not-a-key-of-anyone",
         "empty-bearer": "Bearer",
         "no-scheme": tenant.key,
@@ -183,11 +256,9 @@ def cases(draw: st.DrawFn, target: Target, *, generation_only: bool) -> Case:
             )
         )
     auth_kind = draw(
-        st.sampled_from(["valid"])
+        st.sampled_from(["valid", "valid-any-case"])
         if generation_only
-        else st.sampled_from(
-            ["none", "valid", "wrong-key", "empty-bearer", "no-scheme", "basic", "junk"]
-        )
+        else st.sampled_from(AUTH_KINDS)
     )
     auth = authorization(auth_kind, target.tenant, draw(ascii_text))
     headers = {} if auth is None else {"Authorization": auth.strip()}
@@ -219,6 +290,43 @@ def send(target: Target, case: Case) -> tuple[Reply, int]:
     return reply, target.upstream.stats()["generation_requests"] - before
 
 
+ACCEPTED = {
+    "/v1/completions": COMPLETION_FIELDS,
+    "/v1/chat/completions": CHAT_FIELDS,
+}
+
+
+def must_refuse(case: Case) -> str | None:
+    """Why the gateway must refuse this generation request whatever else it holds, if it
+    must: the rules of issue 13, judged here independently of the gateway's code."""
+    if case.method != "POST" or case.path not in ACCEPTED or not case.auth.startswith("valid"):
+        return None
+    try:
+        body = json.loads(case.body)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    if set(body) - ACCEPTED[case.path]:
+        return "a field outside the allow-list"
+    prompt = body.get("prompt")
+    if (
+        case.path == "/v1/completions"
+        and isinstance(prompt, list)
+        and len(prompt) > MAX_PROMPTS
+        and not all(type(t) is int for t in prompt)
+    ):
+        return "more prompts than GATEWAY_MAX_PROMPTS"
+    n = body.get("n")
+    prompts = len(prompt) if isinstance(prompt, list) and prompt and type(prompt[0]) is str else 1
+    if type(n) is int and prompts * n > TENANT_MAX_SEQUENCES:
+        return "more sequences than the tenant may ever run"
+    min_tokens = body.get("min_tokens")
+    if type(min_tokens) is int and min_tokens > TENANT_MAX_TOKENS:
+        return "min_tokens over the tenant's cap"
+    return None
+
+
 def check(target: Target, test: str, case: Case) -> None:
     reply, upstream_calls = send(target, case)
     target.cases[test] = target.cases.get(test, 0) + 1
@@ -236,6 +344,7 @@ def check(target: Target, test: str, case: Case) -> None:
             assert isinstance(error["message"], str) and error["message"], error
     elif case.method == "POST" and case.path in GENERATION_PATHS:
         assert upstream_calls == 1, (reply.status, upstream_calls)
+        assert must_refuse(case) is None, (must_refuse(case), case.body[:300])
     else:
         assert upstream_calls == 0, (case.method, case.path, upstream_calls)
 

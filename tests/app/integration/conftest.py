@@ -40,7 +40,8 @@ GATEWAY_SETTINGS: dict[str, str | float] = {
     # has been seen to wait past the 2 s default there, which is not what is tested here.
     "upstream_connect_timeout_s": 10.0,
     "upstream_metrics_interval_s": 0.1,
-    "max_ongoing_requests": 64,
+    # Admission counts sequences (prompts x n): the queue-depth burst asks for 40 x n=4.
+    "max_ongoing_requests": 160,
     "drain_deadline_s": 60.0,
 }
 
@@ -108,7 +109,8 @@ def vllm(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[V
 @pytest.fixture(scope="session")
 def tenant() -> ClientTenant:
     # Room for the concurrency tests: the per-tenant cap is not what they exercise.
-    return make_tenant("acme", max_concurrent_requests=64, max_tokens=256)
+    # Sequences, as admission counts them: the queue-depth burst's 40 requests x n=4.
+    return make_tenant("acme", max_concurrent_requests=160, max_tokens=256)
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,21 @@ reproduces a known sentence: the text checked here can only come from the model 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import openai
 import pytest
 
-from tests.app.integration.conftest import make_client
-from tests.processes import ClientTenant, GatewayServer, VllmServer
+from tests.app.integration.conftest import GATEWAY_SETTINGS, make_client
+from tests.processes import (
+    ClientTenant,
+    GatewayServer,
+    VllmServer,
+    gateway_env,
+    make_tenant,
+    write_tenants,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -104,7 +113,7 @@ def test_completion_stream_runs_to_max_tokens(client: openai.OpenAI, vllm: VllmS
         temperature=0.0,
         stream=True,
         stream_options={"include_usage": True},
-        # vLLM's own parameter, passed through: generate past the end-of-text token.
+        # A vLLM extra the gateway accepts: generate past the end-of-text token.
         extra_body={"ignore_eos": True},
     )
     chunks = list(stream)
@@ -126,3 +135,67 @@ def test_wrong_key_is_refused_with_401(gateway: GatewayServer, vllm: VllmServer)
     ):
         sdk.completions.create(model=vllm.model, prompt="x", max_tokens=1)
     assert refused.value.status_code == 401
+
+
+def test_the_tenants_cap_bounds_a_request_that_sets_no_max_tokens(
+    vllm: VllmServer, tmp_path_factory: pytest.TempPathFactory, logs_dir: Path
+) -> None:
+    # GIVEN a tenant capped at 16 tokens, and requests that would run to the context
+    capped = make_tenant("capped", max_tokens=16)
+    tenants = tmp_path_factory.mktemp("capped") / "tenants.json"
+    write_tenants(tenants, [capped])
+    gateway = GatewayServer(
+        logs_dir / "gateway-capped.log", gateway_env(vllm.url, tenants, **GATEWAY_SETTINGS)
+    )
+    gateway.start()
+    try:
+        gateway.wait_ready()
+        with make_client(gateway, capped, timeout=60.0) as sdk:
+            # WHEN they set no max_tokens (and ignore the end-of-text token)
+            reply = sdk.completions.create(
+                model=vllm.model, prompt=COMPLETION_PROMPT, extra_body={"ignore_eos": True}
+            )
+            chat = sdk.chat.completions.create(
+                model=vllm.model,
+                messages=[{"role": "user", "content": CHAT_QUESTION}],
+                extra_body={"min_tokens": 16},
+            )
+            # THEN vLLM generated the tenant's cap and no more
+            assert reply.usage is not None and reply.usage.completion_tokens == 16
+            assert chat.usage is not None and chat.usage.completion_tokens == 16
+            # and a vLLM field the product does not offer never reaches it
+            with pytest.raises(openai.BadRequestError) as refused:
+                sdk.completions.create(
+                    model=vllm.model, prompt="x", max_tokens=1, extra_body={"priority": -100}
+                )
+            assert refused.value.body["param"] == "priority"  # type: ignore[index]
+            # and the model list carries no local path
+            listed = httpx.get(
+                f"{gateway.url}/v1/models", headers={"Authorization": capped.authorization}
+            ).json()
+            cards = [set(card) for card in listed["data"]]
+            assert cards == [{"id", "object", "created", "owned_by"}]
+    finally:
+        gateway.stop(grace_s=10.0)
+
+
+def test_prompt_arrays_and_token_ids_run_one_sequence_each(
+    client: openai.OpenAI, vllm: VllmServer
+) -> None:
+    reply = client.completions.create(
+        model=vllm.model, prompt=[COMPLETION_PROMPT, COMPLETION_PROMPT], max_tokens=4, n=2
+    )
+    assert len(reply.choices) == 4
+    tokens = client.completions.create(model=vllm.model, prompt=[[1, 2, 3]], max_tokens=2)
+    assert len(tokens.choices) == 1
+    with pytest.raises(openai.BadRequestError, match="at most 4"):
+        client.completions.create(model=vllm.model, prompt=["x"] * 5, max_tokens=1)
+
+
+def test_a_cap_as_long_as_the_context_still_serves_a_short_prompt(
+    client: openai.OpenAI, vllm: VllmServer
+) -> None:
+    # The session's tenant is capped at 256 tokens, the model's whole context: the inserted
+    # max_tokens plus the prompt exceed it.
+    reply = client.completions.create(model=vllm.model, prompt=COMPLETION_PROMPT)
+    assert reply.usage is not None and reply.usage.completion_tokens <= 256

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -365,3 +366,234 @@ def test_a_client_leaving_mid_body_is_no_server_error(
 
     asyncio.run(scenario())
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+# ---------------------------------------------------------------- issue 13 regressions
+
+
+def test_a_request_counts_its_prompts_times_n_against_the_tenant(tmp_path: Path) -> None:
+    # GIVEN acme may run 8 sequences at once and the upstream is slow
+    async def scenario() -> None:
+        config = FakeVllmConfig(token_delay_ms=50)
+        tenants = tenants_document(max_concurrent_requests=8)
+        async with (
+            running_stack(tmp_path, fake_config=config, tenants=tenants) as stack,
+            stack.client() as http,
+        ):
+            # WHEN one request asks for 4 prompts x n=2
+            body = {"model": MODEL, "prompt": ["a", "b", "c", "d"], "n": 2, "max_tokens": 8}
+            held = asyncio.ensure_future(http.post("/v1/completions", json=body))
+            async with asyncio.timeout(3):
+                while stack.fake.stats.generation_requests < 1:
+                    await asyncio.sleep(0.005)
+            assert stack.gateway.admission.tenant_ongoing("acme") == 8
+            # THEN it holds 8 slots: the next single prompt is refused
+            assert stack.gateway.admission.ongoing == 8
+            one_more = await http.post("/v1/completions", json={"model": MODEL, "prompt": "x"})
+            assert one_more.status_code == 429
+            assert (await held).status_code == 200
+            assert stack.gateway.admission.ongoing == 0
+            # A request that could never be granted is a 400, not a 429 to retry forever,
+            # and thousands of prompts in one request are refused outright.
+            nine = await http.post("/v1/completions", json={**body, "prompt": ["a"] * 3, "n": 3})
+            assert nine.status_code == 400
+            assert "9 sequences" in nine.json()["error"]["message"]
+            many = await http.post("/v1/completions", json={**body, "prompt": ["x"] * 5000})
+            assert many.status_code == 400
+            assert many.json()["error"]["param"] == "prompt"
+            assert stack.fake.stats.generation_requests == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_tenants_max_tokens_is_sent_when_the_request_sets_none(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        tenants = tenants_document(max_tokens=64)
+        async with running_stack(tmp_path, tenants=tenants) as stack, stack.client() as http:
+            # The review's request: as many tokens as the context allows, without a cap.
+            body = {"model": MODEL, "prompt": "x", "min_tokens": 8, "ignore_eos": True}
+            assert (await http.post("/v1/completions", json=body)).status_code == 200
+            assert stack.fake.stats.bodies[-1] == {**body, "max_tokens": 64}
+            assert (await http.post("/v1/chat/completions", json=chat_body())).status_code == 200
+            assert stack.fake.stats.bodies[-1]["max_tokens"] == 64
+            above = await http.post("/v1/completions", json={**body, "min_tokens": 8000})
+            assert above.status_code == 400 and above.json()["error"]["param"] == "min_tokens"
+            assert len(stack.fake.stats.bodies) == 2
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "field", ["priority", "kv_transfer_params", "chat_template_kwargs", "guided_regex", "tools"]
+)
+def test_fields_the_product_does_not_offer_are_400_naming_the_field(
+    tmp_path: Path, field: str
+) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack, stack.client() as http:
+            response = await http.post("/v1/chat/completions", json=chat_body(**{field: 1}))
+            assert response.status_code == 400
+            error = response.json()["error"]
+            assert error["param"] == field and f"'{field}'" in error["message"]
+            assert stack.fake.stats.generation_requests == 0
+            client = openai.AsyncOpenAI(api_key=ACME_KEY, base_url=f"{stack.url}/v1")
+            with pytest.raises(openai.BadRequestError, match=field):
+                await client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "x"}], extra_body={field: 1}
+                )
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_model_list_and_unknown_model_reveal_only_what_a_client_needs(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack, stack.client() as http:
+            listed = (await http.get("/v1/models")).json()
+            assert listed["object"] == "list"
+            assert [set(card) for card in listed["data"]] == [
+                {"id", "object", "created", "owned_by"}
+            ]
+            missing = await http.post("/v1/chat/completions", json=chat_body(model="gpt-x"))
+            assert missing.status_code == 404
+            assert MODEL not in missing.json()["error"]["message"]
+
+    asyncio.run(scenario())
+
+
+def test_a_lowercase_bearer_scheme_is_accepted(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack:
+            headers = {"Authorization": f"bearer {ACME_KEY}"}
+            async with httpx.AsyncClient(base_url=stack.url, headers=headers) as http:
+                assert (
+                    await http.post("/v1/chat/completions", json=chat_body())
+                ).status_code == 200
+
+    asyncio.run(scenario())
+
+
+async def _raw_exchange(
+    port: int, head: bytes, body_part: bytes, *, read_timeout_s: float
+) -> tuple[bytes, bool]:
+    """Send a request head and part of its body, never the rest; return the answer's bytes
+    and whether the server closed the connection after it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + body_part)
+        await writer.drain()
+        received = b""
+        closed = False
+        async with asyncio.timeout(read_timeout_s):
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    closed = True
+                    break
+                received += chunk
+        return received, closed
+    except TimeoutError:
+        return received, False
+    finally:
+        writer.close()
+
+
+def _head(key: str | None, length: int = 1000) -> bytes:
+    auth = f"Authorization: Bearer {key}\r\n".encode() if key else b""
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+        + auth
+        + b"Content-Length: %d\r\n\r\n" % length
+    )
+
+
+def test_a_body_dribbled_past_the_deadline_is_408_and_the_connection_closed(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path, body_timeout_s=0.5) as stack:
+            port = int(stack.url.rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(_head(ACME_KEY))
+            began = asyncio.get_running_loop().time()
+            answer = b""
+            # One byte every 100 ms: never idle long, never done.
+            async with asyncio.timeout(5):
+                while not answer.endswith(b"}"):
+                    writer.write(b" ")
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.1):
+                            answer += await reader.read(65536)
+                rest = await reader.read(65536)
+            elapsed = asyncio.get_running_loop().time() - began
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+            assert b"connection: close" in answer.lower()
+            assert b"did not arrive within 0.5 s" in answer
+            assert rest == b""  # closed by the server
+            assert 0.5 <= elapsed < 3
+            assert stack.fake.stats.generation_requests == 0
+
+    asyncio.run(scenario())
+
+
+def test_an_answer_that_leaves_the_body_unread_closes_the_connection(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path) as stack:
+            port = int(stack.url.rsplit(":", 1)[1])
+            # GIVEN a client that sends headers and a little of a 1000-byte body
+            for key, status in ((None, b"401"), ("sk-wrong", b"401")):
+                answer, closed = await _raw_exchange(
+                    port, _head(key), b'{"model": ', read_timeout_s=4
+                )
+                # THEN the refusal comes with Connection: close, and the server hangs up
+                assert answer.startswith(b"HTTP/1.1 " + status), answer
+                assert b"connection: close" in answer.lower()
+                assert closed
+            # A body sent whole is read and dropped: the refused client keeps its connection.
+            body = json.dumps(chat_body()).encode()
+            answer, closed = await _raw_exchange(
+                port, _head(None, len(body)), body, read_timeout_s=1.5
+            )
+            assert answer.startswith(b"HTTP/1.1 401") and not closed
+            assert b"connection: close" not in answer.lower()
+
+    asyncio.run(scenario())
+
+
+def test_exchanges_past_the_connection_limit_get_a_fast_503(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_stack(tmp_path, max_connections=2) as stack:
+            port = int(stack.url.rsplit(":", 1)[1])
+            # GIVEN two clients holding exchanges open with bodies they never finish
+            held = []
+            for _ in range(2):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(_head(ACME_KEY) + b"{")
+                await writer.drain()
+                held.append(writer)
+            guard = stack.app.middleware_stack
+            while getattr(guard, "in_flight", None) is None:
+                guard = guard.app  # type: ignore[union-attr]
+            async with asyncio.timeout(3):
+                while guard.in_flight < 2:
+                    await asyncio.sleep(0.01)
+            # WHEN a third arrives, THEN it is refused at once; health checks still answer
+            async with stack.client() as http:
+                refused = await http.post("/v1/chat/completions", json=chat_body())
+                assert refused.status_code == 503
+                assert refused.headers["Retry-After"] == "1"
+                assert "limit of 2 requests in progress" in refused.json()["error"]["message"]
+                assert (await http.get("/health/live")).status_code == 200
+                for writer in held:
+                    writer.close()
+                async with asyncio.timeout(3):
+                    while guard.in_flight:
+                        await asyncio.sleep(0.01)
+                assert (
+                    await http.post("/v1/chat/completions", json=chat_body())
+                ).status_code == 200
+                text = (await http.get("/metrics")).text
+            assert 'gateway_requests_shed_total{reason="connection_limit"} 1.0' in text
+
+    asyncio.run(scenario())
