@@ -135,6 +135,8 @@ class FleetProps:
     image_ssm_parameter: str | None
     image_id: str | None
     root_volume_gb: int
+    # The group's minimum when it is created; afterwards the scheduled actions, the calendar
+    # Lambda and `fleet override` own it (a deploy never resets it).
     min_size: int
     max_size: int
     health_check_grace_period_s: int
@@ -349,8 +351,11 @@ class Fleet(Construct):
             tag=[
                 AutoscalingGroupTag(key="Name", value=f"{props.name}-gpu", propagate_at_launch=True)
             ],
-            # Scaling policies and scheduled actions own the desired capacity.
-            lifecycle={"ignore_changes": ["desired_capacity"]},
+            # Scaling policies and scheduled actions own the desired capacity. The minimum is
+            # set once, at creation: then the scheduled actions (which carry the policy's
+            # minimums), the calendar Lambda and `fleet override` own it, so a deploy at any
+            # time of day leaves the minimum they set. The maximum stays the stack's.
+            lifecycle={"ignore_changes": ["desired_capacity", "min_size"]},
         )
         # The resource's attributes, so that whatever refers to the group waits for it.
         self.autoscaling_group_name = group.name

@@ -123,7 +123,9 @@ class FleetStack(TerraformStack):
                 image_ssm_parameter=settings.image_ssm_parameter,
                 image_id=settings.image_id,
                 root_volume_gb=settings.root_volume_gb,
-                min_size=self.rules.min_capacity,
+                # A first deploy may land in market hours: start at the market-hours minimum;
+                # the next close action lowers it (deploys leave it to the schedule after).
+                min_size=self.rules.market_hours_min_capacity,
                 max_size=self.rules.max_capacity,
                 health_check_grace_period_s=cold_start.health_check_grace_period_s(),
                 instance_warmup_s=cold_start.instance_warmup_s(),
