@@ -300,6 +300,11 @@ def test_user_data_writes_the_gateway_contract_and_no_secret(stack: Stack) -> No
         "GATEWAY_LIFECYCLE_HOOK_NAME": group["initial_lifecycle_hook"][0]["name"],
         "GATEWAY_AWS_REGION": settings.region,
         "GATEWAY_DRAIN_DEADLINE_S": str(settings.drain_deadline_s),
+        # From the policy: the gateway no longer reads it from its own copy.
+        "GATEWAY_MAX_ONGOING_REQUESTS": str(2 * int(FLEET_POLICY.default.target_ongoing_requests)),
+        "GATEWAY_CLOUDWATCH_INTERVAL_S": str(FLEET_POLICY.default.metric_period_s),
+        # Outlasts the load balancer's idle timeout.
+        "UVICORN_TIMEOUT_KEEP_ALIVE": str(settings.longest_request_s + 5),
     }
     assert files[VLLM_ENV_PATH] == f"VLLM_MODEL_LOCATION={settings.model_location}\n"
     assert not re.search(r"(?i)(password|api[_-]?key|secret_access|token)=", user_data)
