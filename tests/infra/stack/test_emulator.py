@@ -41,7 +41,9 @@ def report(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     print(
         "emulator: "
         f"{loaded['state_resources']} resources, apply {loaded['apply_s']:.0f} s, "
-        f"destroy {loaded['destroy_s']:.0f} s"
+        f"destroy {loaded['destroy_s']:.0f} s, re-applies "
+        + ", ".join(f"{r['apply_s']:.0f}" for r in loaded["redeploys"])
+        + " s"
     )
     return loaded
 
