@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from app.backoff import backoff_delay_s
 from app.metrics import GatewayMetrics
+from contract import GROUP_DIMENSION, ONGOING_REQUESTS_METRIC, QUEUE_DEPTH_METRIC
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -66,10 +67,10 @@ def scaling_datapoints(
     autoscaling_group_name: str,
     timestamp: dt.datetime,
 ) -> list[MetricDatumTypeDef]:
-    dimensions = [{"Name": "AutoScalingGroupName", "Value": autoscaling_group_name}]
+    dimensions = [{"Name": GROUP_DIMENSION, "Value": autoscaling_group_name}]
     data: list[MetricDatumTypeDef] = [
         {
-            "MetricName": "OngoingRequests",
+            "MetricName": ONGOING_REQUESTS_METRIC,
             "Dimensions": dimensions,  # type: ignore[typeddict-item]
             "Timestamp": timestamp,
             "StatisticValues": ongoing_requests.statistic_set(),
@@ -80,7 +81,7 @@ def scaling_datapoints(
     if queue_depth is not None:
         data.append(
             {
-                "MetricName": "QueueDepth",
+                "MetricName": QUEUE_DEPTH_METRIC,
                 "Dimensions": dimensions,  # type: ignore[typeddict-item]
                 "Timestamp": timestamp,
                 "Value": float(queue_depth),

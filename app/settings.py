@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -10,32 +9,22 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ENV_PREFIX = "GATEWAY_"
+from contract import GATEWAY_ENV_PREFIX, METRICS_NAMESPACE
+
+ENV_PREFIX = GATEWAY_ENV_PREFIX
+
+# Defaults for a gateway started without the stack (make serve, tests). On an instance the
+# stack writes the values its policy gives (infra/policy/gateway.py) into gateway.env; a
+# test holds these defaults equal to the shipped policy's.
+# Twice the fleet's per-instance target of 10: room for a burst while the fleet scales out,
+# but a fast 503 instead of an unbounded queue beyond that.
+DEFAULT_MAX_ONGOING_REQUESTS = 20
+# The policy's metric_period_s: the period of the high-resolution scaling alarms.
+DEFAULT_CLOUDWATCH_INTERVAL_S = 10.0
 
 
 class SettingsError(ValueError):
     """A setting is missing or out of range; the message names the environment variable."""
-
-
-def _default_max_ongoing_requests() -> int:
-    # Twice the fleet's per-instance target: room for a burst while the fleet scales out,
-    # but a fast 503 instead of an unbounded queue beyond that.
-    from infra.policy.config import DEFAULT
-
-    return max(1, math.ceil(2 * DEFAULT.target_ongoing_requests))
-
-
-def _default_metric_period_s() -> float:
-    from infra.policy.config import DEFAULT
-
-    return float(DEFAULT.metric_period_s)
-
-
-def _default_cloudwatch_namespace() -> str:
-    # The stack's alarms and dashboard read this namespace: one constant for both.
-    from infra.policy.aws_rules import METRICS_NAMESPACE
-
-    return METRICS_NAMESPACE
 
 
 class GatewaySettings(BaseSettings):
@@ -66,9 +55,7 @@ class GatewaySettings(BaseSettings):
     max_connections: int = Field(default=256, ge=1, le=100_000)
 
     # Admission and back-pressure.
-    max_ongoing_requests: int = Field(
-        default_factory=_default_max_ongoing_requests, ge=1, le=100_000
-    )
+    max_ongoing_requests: int = Field(default=DEFAULT_MAX_ONGOING_REQUESTS, ge=1, le=100_000)
     retry_after_s: int = Field(default=1, ge=1, le=3600)
     circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
     circuit_cooldown_s: float = Field(default=10.0, gt=0, le=3600)
@@ -82,10 +69,8 @@ class GatewaySettings(BaseSettings):
 
     # Scaling signal.
     cloudwatch_enabled: bool = True
-    cloudwatch_namespace: str = Field(
-        default_factory=_default_cloudwatch_namespace, min_length=1, max_length=255
-    )
-    cloudwatch_interval_s: float = Field(default_factory=_default_metric_period_s, ge=0.05, le=300)
+    cloudwatch_namespace: str = Field(default=METRICS_NAMESPACE, min_length=1, max_length=255)
+    cloudwatch_interval_s: float = Field(default=DEFAULT_CLOUDWATCH_INTERVAL_S, ge=0.05, le=300)
     autoscaling_group_name: str | None = Field(default=None, min_length=1, max_length=255)
     aws_region: str | None = Field(default=None, min_length=1, max_length=64)
 

@@ -80,7 +80,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         # boto3 is not vendored: the python3.12 runtime provides it, and botocore alone would
         # be several times the rest of the zip.
         requirements=("holidays", "tzdata", "aws-lambda-powertools"),
-        project_packages=("infra/policy",),
+        project_packages=("contract", "infra/policy"),
     ),
 }
 

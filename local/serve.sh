@@ -22,6 +22,9 @@ VLLM_START_TIMEOUT_S="${SERVE_VLLM_START_TIMEOUT_S:-600}"
 GATEWAY_READY_TIMEOUT_S="${SERVE_GATEWAY_READY_TIMEOUT_S:-60}"
 # Locally a drain need not wait the production two minutes before Ctrl-C takes effect.
 DRAIN_DEADLINE_S="${SERVE_DRAIN_DEADLINE_S:-10}"
+# gateway.service's flags, with the keep-alive the stack writes for its default load
+# balancer (idle timeout 300 s + 5 s; nothing locally closes idle connections sooner).
+KEEP_ALIVE_S=305
 
 # A bad value fails here, naming the variable, before anything is started (the cleanup does
 # arithmetic on these and must not fail half-way with vLLM still running).
@@ -168,7 +171,8 @@ GATEWAY_UPSTREAM_URL="http://127.0.0.1:$VLLM_PORT" \
     GATEWAY_LIFECYCLE_WATCH_ENABLED=false \
     GATEWAY_DRAIN_DEADLINE_S="$DRAIN_DEADLINE_S" \
     setsid .venv/bin/uvicorn --factory app.main:create_app \
-    --host 127.0.0.1 --port "$GATEWAY_PORT" >"$GATEWAY_LOG" 2>&1 &
+    --host 127.0.0.1 --port "$GATEWAY_PORT" --no-access-log \
+    --timeout-keep-alive "$KEEP_ALIVE_S" >"$GATEWAY_LOG" 2>&1 &
 gateway_pid=$!
 
 wait_healthy "the gateway" "$gateway_pid" "http://127.0.0.1:$GATEWAY_PORT/health/ready" \

@@ -27,6 +27,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.ami.unitfile import UNITS_DIR, exec_start_argv, parse_unit, unit_assignments
+
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
 VLLM_VENV = REPO / ".venv-vllm"
@@ -87,7 +89,8 @@ def scrape(url: str) -> dict[str, float]:
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """The parent's environment without gateway or AWS settings, plus test-only AWS ones.
+    """The parent's environment without gateway, uvicorn or AWS settings, plus test-only AWS
+    ones (uvicorn reads UVICORN_* variables as its options).
 
     boto3 must never look for credentials or a region on the network (IMDS), and must
     never find a real profile: every AWS endpoint a test uses is a fake on 127.0.0.1.
@@ -95,7 +98,7 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("GATEWAY_", "AWS_")) and k not in ("PYTHONPATH",)
+        if not k.startswith(("GATEWAY_", "UVICORN_", "AWS_")) and k not in ("PYTHONPATH",)
     }
     env.update(
         {
@@ -322,24 +325,25 @@ def gateway_env(
     }
 
 
+def gateway_argv(port: int) -> list[str]:
+    """gateway.service's ExecStart (its own Environment= expanded), run by this interpreter's
+    uvicorn and bound to loopback on `port`: every other flag as on an instance."""
+    unit = parse_unit(UNITS_DIR / "gateway.service")
+    argv = exec_start_argv(unit, unit_assignments(unit))
+    if Path(argv[0]).name != "uvicorn":
+        raise RuntimeError(f"gateway.service no longer starts uvicorn: {argv[0]}")
+    argv = [sys.executable, "-m", "uvicorn", *argv[1:]]
+    argv[argv.index("--host") + 1] = LOOPBACK
+    argv[argv.index("--port") + 1] = str(port)
+    return argv
+
+
 class GatewayServer(ManagedProcess):
     """The gateway exactly as gateway.service starts it, but bound to loopback."""
 
     def __init__(self, log_path: Path, env: dict[str, str], *, port: int | None = None) -> None:
         self.port = port or free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "app.main:create_app",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(self.port),
-            "--no-access-log",
-        ]
-        super().__init__("gateway", argv, clean_env(env), log_path)
+        super().__init__("gateway", gateway_argv(self.port), clean_env(env), log_path)
 
     @property
     def url(self) -> str:

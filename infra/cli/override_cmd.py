@@ -16,15 +16,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from contract import OVERRIDE_ACTION_PREFIX
 from infra.cli.common import CommandError, iso_date, positive_int, print_json
 from infra.policy import FLEET_POLICY, FleetPolicy, minimum_at
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
 
-# Shared with lambdas/market_calendar/plan.py (its OVERRIDE_PREFIX and name pattern); a test
-# checks that the function reads back what this command writes.
-OVERRIDE_PREFIX = "finsight-override-"
+# Shared with lambdas/market_calendar/plan.py through `contract` (the name pattern too: a
+# test checks that the function reads back what this command writes).
+OVERRIDE_PREFIX = OVERRIDE_ACTION_PREFIX
 ASG_ENV = "FLEET_ASG_NAME"
 _NAME = re.compile(
     rf"^{re.escape(OVERRIDE_PREFIX)}(?P<id>\d{{8}}-\d{{4}}(?:-[a-z0-9-]+)?)"

@@ -21,18 +21,16 @@ import math
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+# The gateway's metric contract, shared with the gateway through `contract` and re-exported
+# here: each gateway publishes both metrics per instance every metric period with the
+# group's dimension, so the Average across instances is load per instance.
+from contract import GROUP_DIMENSION as GROUP_DIMENSION
+from contract import METRICS_NAMESPACE as METRICS_NAMESPACE
+from contract import ONGOING_REQUESTS_METRIC as ONGOING_REQUESTS_METRIC
+from contract import QUEUE_DEPTH_METRIC as QUEUE_DEPTH_METRIC
 from infra.policy import cold_start
 from infra.policy.errors import PolicyError
 from infra.policy.fleet import FleetPolicy
-
-# The gateway's metric contract: it publishes both per instance every 10 s, with the
-# dimension AutoScalingGroupName, so the Average across instances is load per instance.
-ONGOING_REQUESTS_METRIC = "OngoingRequests"
-QUEUE_DEPTH_METRIC = "QueueDepth"
-GROUP_DIMENSION = "AutoScalingGroupName"
-# The one CloudWatch namespace of the fleet's own metrics: the gateways' scaling signal,
-# the alarms and dashboard that read it, and the image's CloudWatch agent.
-METRICS_NAMESPACE = "FinsightServing"
 
 # CloudWatch repeats an EC2 Auto Scaling alarm action once per minute while the alarm
 # stays in ALARM (every other action fires on the state change only).

@@ -50,10 +50,12 @@ from cdktn_provider_aws.security_group import (
 from cdktn_provider_aws.security_group_rule import SecurityGroupRule
 from constructs import Construct
 
+from contract import GATEWAY_ENV_PATH as GATEWAY_ENV_PATH
+from contract import GATEWAY_KEEP_ALIVE_ENV, gateway_env_name
+from infra.policy.gateway import GatewayPolicySettings
 from infra.stack.load_balancer import GATEWAY_PORT
 
 UPSTREAM_URL = "http://127.0.0.1:8001"
-GATEWAY_ENV_PATH = "/etc/finsight/gateway.env"
 VLLM_ENV_PATH = "/etc/finsight/vllm.env"
 # The agent baked into the image (ami/cloudwatch) ships these log groups.
 LOG_GROUP_PREFIX = "/finsight-serving"
@@ -84,7 +86,12 @@ REFRESH_MAX_HEALTHY_PERCENT = 200
 
 @dataclass(frozen=True)
 class GatewayEnv:
-    """What the user data writes to /etc/finsight/gateway.env (the gateway's contract)."""
+    """What the user data writes to /etc/finsight/gateway.env (the gateway's contract).
+
+    Every `GATEWAY_*` line is a field of the gateway's settings (app/settings.py); the
+    keep-alive is read by gateway.service's command line. The gateway does not import the
+    policy: what follows from it (`policy`) reaches running gateways only through here.
+    """
 
     tenants_secret_id: str
     cloudwatch_namespace: str
@@ -92,19 +99,29 @@ class GatewayEnv:
     lifecycle_hook_name: str
     region: str
     drain_deadline_s: int
+    policy: GatewayPolicySettings
+    # uvicorn's --timeout-keep-alive: longer than the load balancer's idle timeout.
+    keep_alive_s: int
     upstream_url: str = UPSTREAM_URL
 
-    def render(self) -> str:
-        values = {
-            "GATEWAY_UPSTREAM_URL": self.upstream_url,
-            "GATEWAY_TENANTS_SECRET_ID": self.tenants_secret_id,
-            "GATEWAY_CLOUDWATCH_NAMESPACE": self.cloudwatch_namespace,
-            "GATEWAY_AUTOSCALING_GROUP_NAME": self.autoscaling_group_name,
-            "GATEWAY_LIFECYCLE_HOOK_NAME": self.lifecycle_hook_name,
-            "GATEWAY_AWS_REGION": self.region,
-            "GATEWAY_DRAIN_DEADLINE_S": str(self.drain_deadline_s),
+    def values(self) -> dict[str, str]:
+        fields = {
+            "upstream_url": self.upstream_url,
+            "tenants_secret_id": self.tenants_secret_id,
+            "cloudwatch_namespace": self.cloudwatch_namespace,
+            "autoscaling_group_name": self.autoscaling_group_name,
+            "lifecycle_hook_name": self.lifecycle_hook_name,
+            "aws_region": self.region,
+            "drain_deadline_s": str(self.drain_deadline_s),
         }
-        return "".join(f"{key}={value}\n" for key, value in values.items())
+        return {
+            **{gateway_env_name(name): value for name, value in fields.items()},
+            **self.policy.env(),
+            GATEWAY_KEEP_ALIVE_ENV: str(self.keep_alive_s),
+        }
+
+    def render(self) -> str:
+        return "".join(f"{key}={value}\n" for key, value in self.values().items())
 
 
 def render_user_data(gateway: GatewayEnv, model_location: str) -> str:
@@ -135,6 +152,8 @@ class FleetProps:
     image_ssm_parameter: str | None
     image_id: str | None
     root_volume_gb: int
+    # The group's minimum when it is created; afterwards the scheduled actions, the calendar
+    # Lambda and `fleet override` own it (a deploy never resets it).
     min_size: int
     max_size: int
     health_check_grace_period_s: int
@@ -147,6 +166,10 @@ class FleetProps:
     model_prefix: str
     tenants_secret_arn: str
     drain_deadline_s: int
+    # Written into gateway.env: what the gateway's settings take from the policy, and the
+    # keep-alive that outlasts the load balancer's idle timeout.
+    gateway_policy: GatewayPolicySettings
+    gateway_keep_alive_s: int
     # A failing refresh stops and rolls back when one of these alarms fires.
     rollback_alarm_names: tuple[str, ...]
 
@@ -246,6 +269,8 @@ class Fleet(Construct):
                 lifecycle_hook_name=self.lifecycle_hook_name,
                 region=props.region,
                 drain_deadline_s=props.drain_deadline_s,
+                policy=props.gateway_policy,
+                keep_alive_s=props.gateway_keep_alive_s,
             ),
             props.model_location,
         )
@@ -349,8 +374,11 @@ class Fleet(Construct):
             tag=[
                 AutoscalingGroupTag(key="Name", value=f"{props.name}-gpu", propagate_at_launch=True)
             ],
-            # Scaling policies and scheduled actions own the desired capacity.
-            lifecycle={"ignore_changes": ["desired_capacity"]},
+            # Scaling policies and scheduled actions own the desired capacity. The minimum is
+            # set once, at creation: then the scheduled actions (which carry the policy's
+            # minimums), the calendar Lambda and `fleet override` own it, so a deploy at any
+            # time of day leaves the minimum they set. The maximum stays the stack's.
+            lifecycle={"ignore_changes": ["desired_capacity", "min_size"]},
         )
         # The resource's attributes, so that whatever refers to the group waits for it.
         self.autoscaling_group_name = group.name

@@ -63,6 +63,20 @@ READY_PATH = "/health/ready"
 API_PATH_PATTERN = "/v1/*"
 ACCESS_LOG_PREFIX = "alb"
 ACCESS_LOG_DAYS = 90
+# The ALB keeps an idle connection to a target for its idle timeout and reuses it; a target
+# that closes it first (uvicorn's default keep-alive is 5 s) makes the ALB answer 502. The
+# gateways keep theirs open this much longer than the ALB does.
+BACKEND_KEEP_ALIVE_MARGIN_S = 5
+
+
+def idle_timeout_s(longest_request_s: int) -> int:
+    """The ALB's idle timeout: a streamed answer may pause while it queues behind others."""
+    return longest_request_s
+
+
+def backend_keep_alive_s(longest_request_s: int) -> int:
+    """How long a gateway keeps an idle connection: longer than the ALB's idle timeout."""
+    return idle_timeout_s(longest_request_s) + BACKEND_KEEP_ALIVE_MARGIN_S
 
 
 @dataclass(frozen=True)
@@ -84,9 +98,14 @@ class LoadBalancer(Construct):
     dns_name: str
     https_listener_arn: str
     access_log_bucket: str
+    idle_timeout_s: int
+    # What the gateways behind it must keep idle connections open for (gateway.env).
+    backend_keep_alive_s: int
 
     def __init__(self, scope: Construct, id_: str, props: LoadBalancerProps) -> None:
         super().__init__(scope, id_)
+        self.idle_timeout_s = idle_timeout_s(props.longest_request_s)
+        self.backend_keep_alive_s = backend_keep_alive_s(props.longest_request_s)
         logs = self._access_log_bucket(props)
         self.access_log_bucket = logs.bucket
 
@@ -123,7 +142,7 @@ class LoadBalancer(Construct):
             drop_invalid_header_fields=True,
             # A streamed answer may pause longer than the default 60 s between tokens
             # while it queues behind others; the longest request bounds that pause.
-            idle_timeout=props.longest_request_s,
+            idle_timeout=self.idle_timeout_s,
             enable_deletion_protection=props.deletion_protection,
             access_logs=LbAccessLogs(bucket=logs.bucket, prefix=ACCESS_LOG_PREFIX, enabled=True),
             tags={"Name": props.name},

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from cdktn_provider_aws.autoscaling_schedule import AutoscalingSchedule
 from constructs import Construct
 
+from contract import CLOSE_ACTION as CLOSE_ACTION
+from contract import PREWARM_ACTION as PREWARM_ACTION
 from infra.policy.fleet import FleetPolicy
 
-PREWARM_ACTION = "market-hours-prewarm"
-CLOSE_ACTION = "market-hours-close"
 # A scheduled action leaves a size it is given as -1 unchanged.
 UNCHANGED = -1
 

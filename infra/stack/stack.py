@@ -13,6 +13,7 @@ from constructs import Construct
 
 from infra.policy import FLEET_POLICY, FleetPolicy, cold_start
 from infra.policy.aws_rules import ScalingRules, compile_scaling_rules
+from infra.policy.gateway import gateway_policy_settings
 from infra.stack.fleet import Fleet, FleetProps
 from infra.stack.load_balancer import LoadBalancer, LoadBalancerProps
 from infra.stack.market_calendar import MarketCalendar, MarketCalendarProps
@@ -120,7 +121,9 @@ class FleetStack(TerraformStack):
                 image_ssm_parameter=settings.image_ssm_parameter,
                 image_id=settings.image_id,
                 root_volume_gb=settings.root_volume_gb,
-                min_size=self.rules.min_capacity,
+                # A first deploy may land in market hours: start at the market-hours minimum;
+                # the next close action lowers it (deploys leave it to the schedule after).
+                min_size=self.rules.market_hours_min_capacity,
                 max_size=self.rules.max_capacity,
                 health_check_grace_period_s=cold_start.health_check_grace_period_s(),
                 instance_warmup_s=cold_start.instance_warmup_s(),
@@ -132,6 +135,8 @@ class FleetStack(TerraformStack):
                 model_prefix=settings.model_prefix,
                 tenants_secret_arn=settings.tenants_secret_arn,
                 drain_deadline_s=settings.drain_deadline_s,
+                gateway_policy=gateway_policy_settings(policy),
+                gateway_keep_alive_s=self.load_balancer.backend_keep_alive_s,
                 # A new instance failing its readiness probe stops the rollout and undoes it.
                 # The name, not the resource: the alarm is created once, before any refresh.
                 rollback_alarm_names=(alarm_name(name, UNHEALTHY_HOST_ALARM),),

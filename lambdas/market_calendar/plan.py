@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from contract import CALENDAR_ACTION_PREFIX, OVERRIDE_ACTION_PREFIX
 from infra.policy import CapacityChange, FleetPolicy, effective_schedule
 from infra.policy.calendar import trading_day
 from infra.policy.schedule import REASON_HOLIDAY
@@ -21,11 +22,11 @@ UTC = dt.UTC
 
 # Every action this function creates, and only those, starts with this prefix: it never
 # touches the stack's recurring actions or the overrides people add.
-CALENDAR_PREFIX = "finsight-calendar-"
+CALENDAR_PREFIX = CALENDAR_ACTION_PREFIX
 
 # The contract with `fleet override` (infra/cli/override_cmd.py): an override is a pair of
 # one-off actions `<prefix><id>-start` / `<prefix><id>-end`, the id beginning YYYYMMDD-HHMM.
-OVERRIDE_PREFIX = "finsight-override-"
+OVERRIDE_PREFIX = OVERRIDE_ACTION_PREFIX
 _OVERRIDE_NAME = re.compile(
     rf"^{re.escape(OVERRIDE_PREFIX)}(?P<id>\d{{8}}-\d{{4}}(?:-[a-z0-9-]+)?)-(?P<edge>start|end)$"
 )

@@ -13,14 +13,18 @@ import pytest
 from hcl2 import SerializationOptions
 
 from app.settings import GatewaySettings
-from infra.stack import fleet, observability
-from infra.stack.settings import StackSettings
+from contract import GATEWAY_KEEP_ALIVE_ENV
+from infra.policy import FLEET_POLICY
+from infra.policy.gateway import gateway_policy_settings
+from infra.stack import fleet, load_balancer, observability
+from infra.stack.settings import ProdSettings, StackSettings
 from tests.ami.unitfile import (
     AMI_DIR,
     UNITS_DIR,
     exec_start_argv,
     option,
     parse_unit,
+    read_env_file,
     unit_environment,
 )
 
@@ -43,6 +47,8 @@ def _user_data_files(tmp_path: Path) -> dict[str, Path]:
         lifecycle_hook_name="finsight-prod-drain",
         region="us-east-1",
         drain_deadline_s=LONGEST_STACK_DEADLINE_S,
+        policy=gateway_policy_settings(FLEET_POLICY),
+        keep_alive_s=load_balancer.backend_keep_alive_s(LONGEST_STACK_DEADLINE_S),
     )
     user_data: str = fleet.render_user_data(gateway_env, "s3://models/llama/")
     header, _, body = user_data.partition("\n")
@@ -113,3 +119,17 @@ def test_agent_ships_to_the_stacks_log_groups_and_namespace() -> None:
     assert config["metrics"]["namespace"] == STACK_NAMESPACE
     example = (AMI_DIR / "files" / "gateway.env.example").read_text()
     assert f"GATEWAY_CLOUDWATCH_NAMESPACE={STACK_NAMESPACE}\n" in example
+
+
+def test_gateway_env_example_is_what_the_prod_stack_writes(tmp_path: Path) -> None:
+    example = read_env_file(AMI_DIR / "files" / "gateway.env.example")
+    written = read_env_file(_user_data_files(tmp_path)["/etc/finsight/gateway.env"])
+    assert set(example) == set(written)
+    prod = ProdSettings()
+    # The values that follow from the policy and the settings are the prod defaults'.
+    expected = {
+        **gateway_policy_settings(FLEET_POLICY).env(),
+        "GATEWAY_DRAIN_DEADLINE_S": str(prod.drain_deadline_s),
+        GATEWAY_KEEP_ALIVE_ENV: str(load_balancer.backend_keep_alive_s(prod.longest_request_s)),
+    }
+    assert {key: example[key] for key in expected} == expected

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -11,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.settings import GatewaySettings
+from infra.stack.load_balancer import backend_keep_alive_s
+from infra.stack.settings import StackSettings
 from tests.ami.unitfile import (
     AMI_DIR,
     UNITS_DIR,
@@ -19,11 +23,14 @@ from tests.ami.unitfile import (
     option,
     parse_unit,
     read_env_file,
+    unit_assignments,
     unit_environment,
     value,
     values,
 )
+from tests.processes import gateway_argv
 
+REPO = AMI_DIR.parent
 HOST_UNIT_DIR = Path("/usr/lib/systemd/system")
 GATEWAY_ENV_EXAMPLE = AMI_DIR / "files" / "gateway.env.example"
 VLLM_ENV_EXAMPLE = AMI_DIR / "files" / "vllm.env.example"
@@ -220,6 +227,30 @@ def test_gateway_command_is_the_contract(gateway_unit: Unit) -> None:
         "8000",
         "--no-access-log",
     ]
+
+
+def _flags(argv: list[str]) -> list[str]:
+    return [word for word in argv if word.startswith("--")]
+
+
+def test_local_runs_start_the_gateway_with_the_units_flags(gateway_unit: Unit) -> None:
+    unit_argv = exec_start_argv(gateway_unit, unit_assignments(gateway_unit))
+    # The slow tests' gateway (tests/processes.py): the unit's command, host and port aside.
+    local = gateway_argv(18000)
+    assert local[local.index("--factory") :] == [
+        "18000" if word == "8000" else "127.0.0.1" if word == "0.0.0.0" else word
+        for word in unit_argv[1:]
+    ]
+    # make serve (local/serve.sh): the same flags, and the keep-alive a default stack writes.
+    script = (REPO / "local" / "serve.sh").read_text()
+    command = re.search(r"\.venv/bin/uvicorn (.*?) >", script, re.S)
+    assert command, "serve.sh no longer starts uvicorn from .venv"
+    serve_argv = shlex.split(command.group(1).replace("\\\n", " "))
+    assert _flags(serve_argv) == _flags(unit_argv)
+    keep_alive = re.search(r"^KEEP_ALIVE_S=(\d+)$", script, re.M)
+    assert keep_alive and option(serve_argv, "--timeout-keep-alive") == "$KEEP_ALIVE_S"
+    default_longest_s = StackSettings.model_fields["longest_request_s"].default
+    assert int(keep_alive.group(1)) == backend_keep_alive_s(default_longest_s)
 
 
 def test_gateway_runs_without_vllm(gateway_unit: Unit) -> None:

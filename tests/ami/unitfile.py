@@ -66,15 +66,21 @@ def read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-def unit_environment(unit: Unit, env_files: dict[str, Path]) -> dict[str, str]:
-    """Environment= first, then each EnvironmentFile= in order, later ones winning (as
-    systemd does). `env_files` maps the unit's paths to local files; a `-` path that is not
-    mapped is skipped as systemd skips a missing optional file."""
+def unit_assignments(unit: Unit) -> dict[str, str]:
+    """The unit's own Environment= lines, without any EnvironmentFile=."""
     env: dict[str, str] = {}
     for assignment in values(unit, "Service", "Environment"):
         for word in shlex.split(assignment):
             key, _, val = word.partition("=")
             env[key] = val
+    return env
+
+
+def unit_environment(unit: Unit, env_files: dict[str, Path]) -> dict[str, str]:
+    """Environment= first, then each EnvironmentFile= in order, later ones winning (as
+    systemd does). `env_files` maps the unit's paths to local files; a `-` path that is not
+    mapped is skipped as systemd skips a missing optional file."""
+    env = unit_assignments(unit)
     for entry in values(unit, "Service", "EnvironmentFile"):
         optional = entry.startswith("-")
         path = entry.lstrip("-")

@@ -19,9 +19,9 @@ from .test_terraform import terraform_env
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CYCLE = Path(__file__).with_name("emulator_cycle.py")
 # Measured 120-180 s for init, plan, apply and destroy of the dev stack (66 resources) on
-# 2 busy cores, plus 20-40 s for the rollout plan; well under pytest's own 900 s limit so
-# that a hang fails with its output.
-HARD_TIMEOUT_S = 600
+# 2 busy cores, plus 20-40 s for the rollout plan and three re-applies; under pytest's own
+# 900 s limit so that a hang fails with its output.
+HARD_TIMEOUT_S = 800
 # Resources moto reads back differently from what was applied, so every plan updates them.
 EMULATOR_DRIFT = {"aws_autoscaling_policy", "aws_lambda_function"}
 
@@ -41,7 +41,9 @@ def report(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     print(
         "emulator: "
         f"{loaded['state_resources']} resources, apply {loaded['apply_s']:.0f} s, "
-        f"destroy {loaded['destroy_s']:.0f} s"
+        f"destroy {loaded['destroy_s']:.0f} s, re-applies "
+        + ", ".join(f"{r['apply_s']:.0f}" for r in loaded["redeploys"])
+        + " s"
     )
     return loaded
 
@@ -54,7 +56,11 @@ def test_every_resource_was_created_and_destroyed(report: dict[str, Any], synth:
 
 def test_group_sizes_and_health_checks(report: dict[str, Any]) -> None:
     [group] = report["observed"]["groups"]
-    assert (group["MinSize"], group["MaxSize"]) == (1, FLEET_POLICY.max_replicas)
+    # Created at the market-hours minimum: a first deploy may land in market hours.
+    assert (group["MinSize"], group["MaxSize"]) == (
+        FLEET_POLICY.market_hours.min_replicas,
+        FLEET_POLICY.max_replicas,
+    )
     assert group["HealthCheckType"] == "ELB"
     assert group["HealthCheckGracePeriod"] == cold_start.health_check_grace_period_s()
     [target_group] = report["observed"]["target_groups"]
@@ -98,6 +104,20 @@ def test_a_newly_published_image_changes_the_template_and_the_groups_version(
     group = changes["aws_autoscaling_group"]
     assert group["actions"] == ["update"]
     assert group["after_unknown"]["launch_template"][0]["version"] is True
+
+
+def test_a_deploy_leaves_the_minimum_the_schedule_or_an_override_set(
+    report: dict[str, Any],
+) -> None:
+    # GIVEN the minimum as the 08:50 action, an override, then the 16:00 action leave it
+    # WHEN the stack is applied again THEN the minimum is still theirs, the maximum the stack's.
+    redeploys = report["redeploys"]
+    assert [r["reason"] for r in redeploys] == ["prewarm", "override", "close"]
+    assert redeploys[0]["set_min"] == FLEET_POLICY.market_hours.min_replicas == 2
+    assert redeploys[1]["set_min"] == FLEET_POLICY.max_replicas
+    for redeploy in redeploys:
+        assert redeploy["min_after_deploy"] == redeploy["set_min"], redeploy
+        assert redeploy["max_after_deploy"] == FLEET_POLICY.max_replicas, redeploy
 
 
 def test_scheduled_actions_keep_their_time_zone(report: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from infra.stack.observability import (
     UNHEALTHY_HOST_ALARM,
     alarm_name,
 )
+from infra.stack.schedule import CLOSE_ACTION, PREWARM_ACTION
 from infra.stack.settings import load_settings
 from infra.stack.stack import AWS_PROVIDER_VERSION
 
@@ -170,10 +171,28 @@ def test_target_group_probes_readiness_like_the_seed(stack: Stack) -> None:
     assert check["interval"] > check["timeout"]
 
 
+def test_a_deploy_leaves_the_minimum_to_the_schedule(stack: Stack) -> None:
+    # Terraform would reset min_size on every apply, undoing the 08:50 action or a live
+    # `fleet override`; the recurring actions carry both of the policy's minimums instead.
+    _, group = one(stack, "aws_autoscaling_group")
+    ignored = set(group["lifecycle"]["ignore_changes"])
+    assert {"min_size", "desired_capacity"} <= ignored
+    assert "max_size" not in ignored
+    minimums = {
+        action["scheduled_action_name"]: action["min_size"]
+        for action in resources(stack, "aws_autoscaling_schedule").values()
+    }
+    assert minimums == {
+        PREWARM_ACTION: FLEET_POLICY.market_hours.min_replicas,
+        CLOSE_ACTION: FLEET_POLICY.default.min_replicas,
+    }
+
+
 def test_group_size_grace_and_warmup_come_from_the_policy_and_cold_start(stack: Stack) -> None:
     _, group = one(stack, "aws_autoscaling_group")
+    # Created at the market-hours minimum (a first deploy may land in market hours).
     assert (group["min_size"], group["max_size"]) == (
-        FLEET_POLICY.default.min_replicas,
+        FLEET_POLICY.market_hours.min_replicas,
         FLEET_POLICY.max_replicas,
     )
     assert "desired_capacity" not in group
@@ -281,6 +300,11 @@ def test_user_data_writes_the_gateway_contract_and_no_secret(stack: Stack) -> No
         "GATEWAY_LIFECYCLE_HOOK_NAME": group["initial_lifecycle_hook"][0]["name"],
         "GATEWAY_AWS_REGION": settings.region,
         "GATEWAY_DRAIN_DEADLINE_S": str(settings.drain_deadline_s),
+        # From the policy: the gateway no longer reads it from its own copy.
+        "GATEWAY_MAX_ONGOING_REQUESTS": str(2 * int(FLEET_POLICY.default.target_ongoing_requests)),
+        "GATEWAY_CLOUDWATCH_INTERVAL_S": str(FLEET_POLICY.default.metric_period_s),
+        # Outlasts the load balancer's idle timeout.
+        "UVICORN_TIMEOUT_KEEP_ALIVE": str(settings.longest_request_s + 5),
     }
     assert files[VLLM_ENV_PATH] == f"VLLM_MODEL_LOCATION={settings.model_location}\n"
     assert not re.search(r"(?i)(password|api[_-]?key|secret_access|token)=", user_data)
