@@ -217,6 +217,23 @@ def observe(session: boto3.Session, endpoint: str, stack: dict[str, Any]) -> dic
                 "dashboards": dashboards,
                 "functions": functions,
                 "topics": client("sns").list_topics()["Topics"],
+                "topic_attributes": [
+                    client("sns").get_topic_attributes(TopicArn=topic["TopicArn"])["Attributes"]
+                    for topic in client("sns").list_topics()["Topics"]
+                ],
+                "keys": [
+                    {
+                        "KeyId": key["KeyId"],
+                        "Arn": key["KeyArn"],
+                        "Policy": client("kms").get_key_policy(
+                            KeyId=key["KeyId"], PolicyName="default"
+                        )["Policy"],
+                        "Rotation": client("kms").get_key_rotation_status(KeyId=key["KeyId"])[
+                            "KeyRotationEnabled"
+                        ],
+                    }
+                    for key in client("kms").list_keys()["Keys"]
+                ],
             },
             default=str,
         )

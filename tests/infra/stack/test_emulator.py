@@ -12,8 +12,9 @@ import pytest
 
 from infra.policy import FLEET_POLICY, cold_start
 from infra.stack.observability import ALL_ALARMS, alarm_name
+from infra.stack.settings import load_settings
 
-from .conftest import REPO, Synth
+from .conftest import REPO
 from .test_terraform import terraform_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -26,11 +27,21 @@ HARD_TIMEOUT_S = 600
 EMULATOR_DRIFT = {"aws_autoscaling_policy", "aws_lambda_function"}
 
 
+# What the dev stack runs: the shared policy with dev's sizes.
+DEV_POLICY = load_settings("dev").fleet_policy(FLEET_POLICY)
+
+
 @pytest.fixture(scope="module")
-def report(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def dev_dir(deployable_dir: Path) -> Path:
+    """The dev stack with every deploy setting given: a default one stops at plan."""
+    return deployable_dir / "stacks" / "finsight-serving-dev"
+
+
+@pytest.fixture(scope="module")
+def report(dev_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("emulator") / "report.json"
     result = subprocess.run(
-        ["unshare", "-n", "--", sys.executable, str(CYCLE), str(synth.stack_dir("dev")), str(out)],
+        ["unshare", "-n", "--", sys.executable, str(CYCLE), str(dev_dir), str(out)],
         env={**terraform_env(), "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
@@ -46,15 +57,18 @@ def report(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     return loaded
 
 
-def test_every_resource_was_created_and_destroyed(report: dict[str, Any], synth: Synth) -> None:
-    synthesized = synth.json("dev")["resource"]
+def test_every_resource_was_created_and_destroyed(report: dict[str, Any], dev_dir: Path) -> None:
+    synthesized = json.loads((dev_dir / "cdk.tf.json").read_text())["resource"]
     assert report["state_resources"] == sum(len(v) for v in synthesized.values())
     assert report["after_destroy_groups"] == 0
 
 
 def test_group_sizes_and_health_checks(report: dict[str, Any]) -> None:
     [group] = report["observed"]["groups"]
-    assert (group["MinSize"], group["MaxSize"]) == (1, FLEET_POLICY.max_replicas)
+    assert (group["MinSize"], group["MaxSize"]) == (
+        DEV_POLICY.default.min_replicas,
+        DEV_POLICY.max_replicas,
+    )
     assert group["HealthCheckType"] == "ELB"
     assert group["HealthCheckGracePeriod"] == cold_start.health_check_grace_period_s()
     [target_group] = report["observed"]["target_groups"]
@@ -107,8 +121,8 @@ def test_scheduled_actions_keep_their_time_zone(report: dict[str, Any]) -> None:
         if a["ScheduledActionName"].startswith("market-hours-")
     }
     assert actions["market-hours-prewarm"]["Recurrence"] == "50 8 * * 1,2,3,4,5"
-    assert actions["market-hours-prewarm"]["MinSize"] == 2
-    assert actions["market-hours-close"]["MinSize"] == 1
+    assert actions["market-hours-prewarm"]["MinSize"] == DEV_POLICY.market_hours.min_replicas
+    assert actions["market-hours-close"]["MinSize"] == DEV_POLICY.default.min_replicas
     assert {a["TimeZone"] for a in actions.values()} == {"America/New_York"}
 
 
@@ -143,3 +157,16 @@ def test_listener_routes_only_the_api_and_the_dashboard_exists(report: dict[str,
 def test_calendar_function_is_deployed(report: dict[str, Any]) -> None:
     names = [f["FunctionName"] for f in report["observed"]["functions"]]
     assert any("calendar" in name for name in names), names
+
+
+def test_the_alarm_topic_is_encrypted_with_the_stacks_rotated_key(report: dict[str, Any]) -> None:
+    [topic] = report["observed"]["topic_attributes"]
+    # The topic's key is one the stack made (not an AWS-managed one moto lists as well).
+    [key] = [
+        k for k in report["observed"]["keys"] if topic["KmsMasterKeyId"] in (k["KeyId"], k["Arn"])
+    ]
+    assert key["Rotation"] is True
+    statements = {s["Sid"]: s for s in json.loads(key["Policy"])["Statement"]}
+    publish = statements["CloudWatchAlarmsPublish"]
+    assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert publish["Condition"]["StringEquals"]["aws:SourceAccount"] == key["Arn"].split(":")[4]
