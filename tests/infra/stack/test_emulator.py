@@ -14,7 +14,7 @@ from infra.policy import FLEET_POLICY, cold_start
 from infra.stack.observability import ALL_ALARMS, alarm_name
 from infra.stack.settings import load_settings
 
-from .conftest import REPO
+from .conftest import DEPLOY_SETTINGS, REPO, synth_stacks
 from .test_terraform import terraform_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -31,10 +31,23 @@ EMULATOR_DRIFT = {"aws_autoscaling_policy", "aws_lambda_function"}
 DEV_POLICY = load_settings("dev").fleet_policy(FLEET_POLICY)
 
 
+# The emulated dev stack has a name: the stack requests and validates its certificate.
+EMULATED_DOMAIN = "api.finsight.test"
+
+
 @pytest.fixture(scope="module")
-def dev_dir(deployable_dir: Path) -> Path:
-    """The dev stack with every deploy setting given: a default one stops at plan."""
-    return deployable_dir / "stacks" / "finsight-serving-dev"
+def dev_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dev stack with every deploy setting given (a default one stops at plan), named
+    in a hosted zone instead of given a certificate; the cycle creates the zone."""
+    outdir = tmp_path_factory.mktemp("emulated")
+    overrides = {
+        **DEPLOY_SETTINGS["dev"],
+        "certificate_arn": None,
+        "api_domain": EMULATED_DOMAIN,
+        "hosted_zone_id": "ZEMULATORPLACEHOLDER",
+    }
+    synth_stacks(outdir, load_settings("dev", **overrides))
+    return outdir / "stacks" / "finsight-serving-dev"
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +183,19 @@ def test_the_alarm_topic_is_encrypted_with_the_stacks_rotated_key(report: dict[s
     publish = statements["CloudWatchAlarmsPublish"]
     assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     assert publish["Condition"]["StringEquals"]["aws:SourceAccount"] == key["Arn"].split(":")[4]
+
+
+def test_the_api_name_points_at_the_load_balancer_with_an_issued_certificate(
+    report: dict[str, Any],
+) -> None:
+    records = {(r["Name"].rstrip("."), r["Type"]): r for r in report["observed"]["records"]}
+    alias = records[(EMULATED_DOMAIN, "A")]["AliasTarget"]
+    [balancer] = report["observed"]["load_balancers"]
+    assert alias["DNSName"].rstrip(".").lower() == balancer["DNSName"].lower()
+    [certificate] = report["observed"]["certificates"]
+    assert (certificate["DomainName"], certificate["Status"]) == (EMULATED_DOMAIN, "ISSUED")
+    [validation] = certificate["DomainValidationOptions"]
+    record = validation["ResourceRecord"]
+    assert (record["Name"].rstrip("."), record["Type"]) in records
+    [listener] = report["observed"]["listeners"]
+    assert listener["Certificates"][0]["CertificateArn"] == certificate["CertificateArn"]
