@@ -6,8 +6,8 @@ kilobytes a minute; the weights are baked into the image, and only when `model_l
 is set does each instance copy them (gigabytes) from S3 at boot. Interface endpoints for
 those seven services would cost about 7 x 2 AZs x $7.30 = ~$100 a month; one NAT gateway
 costs about $33 a month plus $0.045/GB of the small API traffic, and model bytes, when
-fetched, take the S3 endpoint at no charge. The price: API egress depends on the NAT's AZ, which only
-matters while that AZ is down, and then its instances are down too.
+fetched, take the S3 endpoint at no charge. The price: API egress depends on the NAT's
+AZ, which only matters while that AZ is down, and then its instances are down too.
 """
 
 from __future__ import annotations
