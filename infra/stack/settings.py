@@ -9,6 +9,7 @@ refuses to deploy until they are set (`deploy_blockers`).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -33,9 +34,15 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 # The image's root volume size, read by the Packer template too: the launch template may ask
 # for more, never less (EC2 refuses a volume smaller than the AMI's root snapshot).
 IMAGE_ROOT_VOLUME_FILE = Path(__file__).resolve().parents[2] / "ami" / "root-volume-gb"
-IMAGE_ROOT_VOLUME_GB = int(IMAGE_ROOT_VOLUME_FILE.read_text().strip())
 # EBS gp3 volumes hold at most 16 TiB.
 MAX_ROOT_VOLUME_GB = 16384
+
+
+@functools.cache
+def image_root_volume_gb() -> int:
+    """The image's root volume in GB, as the Packer template builds it (read when needed)."""
+    return int(IMAGE_ROOT_VOLUME_FILE.read_text().strip())
+
 
 SubnetId = Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]
 
@@ -61,7 +68,7 @@ class StackSettings(BaseSettings):
     image_ssm_parameter: str | None = Field("/finsight/ami/latest", pattern=r"^/[\w./-]+$")
     image_id: str | None = Field(None, pattern=r"^ami-[0-9a-f]{8,17}$")
     # At least the image's root snapshot (ami/root-volume-gb), at most gp3's 16 TiB.
-    root_volume_gb: int = IMAGE_ROOT_VOLUME_GB
+    root_volume_gb: int = Field(default_factory=image_root_volume_gb)
     warm_pool: bool = False
     warm_pool_size: int = Field(1, ge=0, le=4)
     # Weights to fetch from S3 at boot instead of the ones baked into the image: a bucket and
@@ -122,9 +129,10 @@ class StackSettings(BaseSettings):
     @field_validator("root_volume_gb")
     @classmethod
     def _fits_the_image(cls, value: int) -> int:
-        if not IMAGE_ROOT_VOLUME_GB <= value <= MAX_ROOT_VOLUME_GB:
+        image_gb = image_root_volume_gb()
+        if not image_gb <= value <= MAX_ROOT_VOLUME_GB:
             raise ValueError(
-                f"must be between {IMAGE_ROOT_VOLUME_GB} (the image's root snapshot, "
+                f"must be between {image_gb} (the image's root snapshot, "
                 f"ami/root-volume-gb) and {MAX_ROOT_VOLUME_GB} GB, got {value}"
             )
         return value
