@@ -75,6 +75,12 @@ RUN_COMMAND_ACTIONS = (
     "ec2messages:SendReply",
 )
 ROOT_DEVICE = "/dev/sda1"
+# With model_location set, each boot first copies the weights from S3 (about 15 GiB onto a
+# gp3 root volume that writes 125 MiB/s by default: about 2 minutes, more for a larger
+# model or a slow start). The health-check grace period grows by this much so that the
+# group does not replace an instance still copying, and the image's fetch unit gives up
+# (TimeoutStartSec) after the same time.
+MODEL_FETCH_ALLOWANCE_S = 600
 # The drain takes up to the deadline; the hook waits a minute more so that the gateway,
 # not the timeout, completes the lifecycle action.
 LIFECYCLE_HEARTBEAT_MARGIN_S = 60

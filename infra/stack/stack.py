@@ -15,7 +15,7 @@ from infra.policy import FLEET_POLICY, FleetPolicy, cold_start
 from infra.policy.aws_rules import ScalingRules, compile_scaling_rules
 from infra.stack.deploy_checks import DeployChecks
 from infra.stack.dns import ApiAlias, ApiAliasProps, ApiCertificate, ApiCertificateProps
-from infra.stack.fleet import Fleet, FleetProps
+from infra.stack.fleet import MODEL_FETCH_ALLOWANCE_S, Fleet, FleetProps
 from infra.stack.load_balancer import LoadBalancer, LoadBalancerProps
 from infra.stack.market_calendar import MarketCalendar, MarketCalendarProps
 from infra.stack.network import Network, NetworkProps
@@ -146,7 +146,8 @@ class FleetStack(TerraformStack):
                 root_volume_setting=settings.env_name("root_volume_gb"),
                 min_size=self.rules.min_capacity,
                 max_size=self.rules.max_capacity,
-                health_check_grace_period_s=cold_start.health_check_grace_period_s(),
+                health_check_grace_period_s=cold_start.health_check_grace_period_s()
+                + (MODEL_FETCH_ALLOWANCE_S if settings.model_location is not None else 0),
                 instance_warmup_s=cold_start.instance_warmup_s(),
                 warm_pool=settings.warm_pool,
                 warm_pool_size=settings.warm_pool_size,

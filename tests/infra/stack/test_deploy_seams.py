@@ -19,10 +19,11 @@ import hcl2
 import pytest
 from hcl2 import SerializationOptions
 
-from infra.policy import FLEET_POLICY
-from infra.stack.fleet import VLLM_ENV_PATH
+from infra.policy import FLEET_POLICY, cold_start
+from infra.stack.fleet import MODEL_FETCH_ALLOWANCE_S, VLLM_ENV_PATH
 from infra.stack.settings import IMAGE_ROOT_VOLUME_FILE, load_settings
 from infra.stack.summary import summarize
+from tests.ami.unitfile import UNITS_DIR, parse_unit, value
 
 from .conftest import DEPLOY_SETTINGS, NAMED_SETTINGS, REPO, Synth
 from .test_stack import one, ref, resources, stack_environment
@@ -220,6 +221,20 @@ def test_a_model_location_is_written_for_the_image_and_granted_exactly(
         statements = instance_statements(stack)
         assert statements["ReadModel"]["Resource"] == f"arn:aws:s3:::{bucket}/{prefix}*"
         assert statements["ListModel"]["Condition"] == {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
+
+
+def test_the_grace_period_covers_the_model_copy_the_image_allows(
+    stack: Stack, deployable: dict[str, Stack]
+) -> None:
+    # A fetch at boot must not outlast the grace period, or the group replaces the instance
+    # while it copies, forever.
+    _, baked = one(stack, "aws_autoscaling_group")
+    _, fetching = one(deployable[stack_environment(stack)], "aws_autoscaling_group")
+    assert baked["health_check_grace_period"] == cold_start.health_check_grace_period_s()
+    extra = fetching["health_check_grace_period"] - baked["health_check_grace_period"]
+    assert extra == MODEL_FETCH_ALLOWANCE_S
+    fetch_unit = parse_unit(UNITS_DIR / "finsight-model-fetch.service")
+    assert int(value(fetch_unit, "Service", "TimeoutStartSec")) <= extra
 
 
 # --- 8. the API has a name -----------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from infra.policy import FLEET_POLICY, cold_start
+from infra.stack.fleet import MODEL_FETCH_ALLOWANCE_S
 from infra.stack.observability import ALL_ALARMS, alarm_name
 from infra.stack.settings import load_settings
 
@@ -83,7 +84,10 @@ def test_group_sizes_and_health_checks(report: dict[str, Any]) -> None:
         DEV_POLICY.max_replicas,
     )
     assert group["HealthCheckType"] == "ELB"
-    assert group["HealthCheckGracePeriod"] == cold_start.health_check_grace_period_s()
+    # The emulated stack fetches its weights at boot: the grace period allows for the copy.
+    assert group["HealthCheckGracePeriod"] == (
+        cold_start.health_check_grace_period_s() + MODEL_FETCH_ALLOWANCE_S
+    )
     [target_group] = report["observed"]["target_groups"]
     assert group["TargetGroupARNs"] == [target_group["TargetGroupArn"]]
     assert target_group["HealthCheckPath"] == "/health/ready"
