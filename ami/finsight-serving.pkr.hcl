@@ -34,12 +34,6 @@ variable "source_ami_owner" {
   default = "amazon"
 }
 
-variable "root_volume_size_gb" {
-  type        = number
-  default     = 150
-  description = "Root volume: the DLAMI's CUDA stacks, two venvs, the weights and caches."
-}
-
 variable "model_id" {
   type        = string
   default     = "meta-llama/Llama-3.1-8B-Instruct"
@@ -107,6 +101,9 @@ variable "subnet_id" {
 }
 
 locals {
+  # Root volume: the DLAMI's CUDA stacks, two venvs, the weights and caches. One file, read
+  # by the stack too: its launch template may ask for more, never less than the snapshot.
+  root_volume_size_gb = tonumber(trimspace(file("${path.root}/root-volume-gb")))
   timestamp = formatdate("YYYYMMDD-hhmmss", timestamp())
   ami_name  = "finsight-serving-${local.timestamp}"
   model_dir_name = replace(
@@ -141,7 +138,7 @@ source "amazon-ebs" "gpu" {
 
   launch_block_device_mappings {
     device_name           = "/dev/sda1"
-    volume_size           = var.root_volume_size_gb
+    volume_size           = local.root_volume_size_gb
     volume_type           = "gp3"
     throughput            = 1000
     iops                  = 6000

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The two services, enabled so that every boot (and every warm-pool start) runs them.
+# The services (the model fetch, vLLM, the gateway), enabled so that every boot (and every warm-pool start) runs them.
 set -euo pipefail
 # Packer uploads each script alone; lib.sh arrives with the ami/ payload.
 # shellcheck source=lib.sh
 source "${FINSIGHT_LIB:-/tmp/finsight-upload/ami/scripts/lib.sh}"
 
-for unit in vllm.service gateway.service; do
+units=(finsight-model-fetch.service vllm.service gateway.service)
+install -D -m 0755 "$UPLOAD_DIR/ami/scripts/fetch-model.sh" "$FINSIGHT_ROOT/bin/fetch-model"
+for unit in "${units[@]}"; do
     install -m 0644 "$UPLOAD_DIR/ami/systemd/$unit" "/etc/systemd/system/$unit"
 done
 systemctl daemon-reload
-systemd-analyze verify /etc/systemd/system/vllm.service /etc/systemd/system/gateway.service
-systemctl enable vllm.service gateway.service
+systemd-analyze verify "${units[@]/#//etc/systemd/system/}"
+systemctl enable "${units[@]}"
 log "units installed and enabled"

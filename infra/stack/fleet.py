@@ -1,8 +1,9 @@
 """The GPU fleet: launch template, least-privilege instance role, Auto Scaling group.
 
 Each instance runs vLLM (:8001) behind the gateway (:8000); the user data only writes the
-two env files the image's systemd units read. No secret is in the user data: the gateway
-fetches the tenants from Secrets Manager by id with the instance role.
+env files the image's systemd units read (vllm.env only when the weights come from S3 at
+boot). No secret is in the user data: the gateway fetches the tenants from Secrets Manager
+by id with the instance role.
 
 Image rollouts: the AMI id is resolved when the stack is deployed (from the SSM parameter
 the image build publishes, or given directly), so a new image makes a new numbered version
@@ -16,7 +17,7 @@ import base64
 import json
 from dataclasses import dataclass
 
-from cdktn import Token
+from cdktn import Precondition, TerraformResourceLifecycle, Token
 from cdktn_provider_aws.autoscaling_group import (
     AutoscalingGroup,
     AutoscalingGroupInitialLifecycleHook,
@@ -28,11 +29,11 @@ from cdktn_provider_aws.autoscaling_group import (
     AutoscalingGroupWarmPool,
     AutoscalingGroupWarmPoolInstanceReusePolicy,
 )
+from cdktn_provider_aws.data_aws_ami import DataAwsAmi, DataAwsAmiFilter
 from cdktn_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
 from cdktn_provider_aws.iam_instance_profile import IamInstanceProfile
 from cdktn_provider_aws.iam_role import IamRole
 from cdktn_provider_aws.iam_role_policy import IamRolePolicy
-from cdktn_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktn_provider_aws.launch_template import (
     LaunchTemplate,
     LaunchTemplateBlockDeviceMappings,
@@ -59,7 +60,29 @@ UPSTREAM_URL = "http://127.0.0.1:8001"
 VLLM_ENV_PATH = "/etc/finsight/vllm.env"
 # The agent baked into the image (ami/cloudwatch) ships these log groups.
 LOG_GROUP_PREFIX = "/finsight-serving"
-SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+# What Session Manager and Run Command need on the instance, instead of the managed
+# AmazonSSMManagedInstanceCore, which also lets the instance read every SSM parameter.
+SESSION_MANAGER_ACTIONS = (
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+)
+RUN_COMMAND_ACTIONS = (
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+)
+ROOT_DEVICE = "/dev/sda1"
+# With model_location set, each boot first copies the weights from S3 (about 15 GiB onto a
+# gp3 root volume that writes 125 MiB/s by default: about 2 minutes, more for a larger
+# model or a slow start). The health-check grace period grows by this much so that the
+# group does not replace an instance still copying, and the image's fetch unit gives up
+# (TimeoutStartSec) after the same time.
+MODEL_FETCH_ALLOWANCE_S = 600
 # The drain takes up to the deadline; the hook waits a minute more so that the gateway,
 # not the timeout, completes the lifecycle action.
 LIFECYCLE_HEARTBEAT_MARGIN_S = 60
@@ -124,16 +147,21 @@ class GatewayEnv:
         return "".join(f"{key}={value}\n" for key, value in self.values().items())
 
 
-def render_user_data(gateway: GatewayEnv, model_location: str) -> str:
-    """cloud-init config writing both env files before the image's units start."""
-    files = [
-        {"path": GATEWAY_ENV_PATH, "permissions": "0644", "content": gateway.render()},
-        {
-            "path": VLLM_ENV_PATH,
-            "permissions": "0644",
-            "content": f"VLLM_MODEL_LOCATION={model_location}\n",
-        },
-    ]
+def render_user_data(gateway: GatewayEnv, model_location: str | None) -> str:
+    """cloud-init config writing the env files before the image's units start.
+
+    vllm.env only when the weights come from S3 at boot (`model_location`); without it the
+    image serves the weights baked into it.
+    """
+    files = [{"path": GATEWAY_ENV_PATH, "permissions": "0644", "content": gateway.render()}]
+    if model_location is not None:
+        files.append(
+            {
+                "path": VLLM_ENV_PATH,
+                "permissions": "0644",
+                "content": f"VLLM_MODEL_LOCATION={model_location}\n",
+            }
+        )
     # JSON is valid YAML, and json.dumps quotes every value safely.
     return "#cloud-config\n" + json.dumps({"write_files": files}, indent=1) + "\n"
 
@@ -152,6 +180,8 @@ class FleetProps:
     image_ssm_parameter: str | None
     image_id: str | None
     root_volume_gb: int
+    # The setting's variable, named when the image's root snapshot is larger.
+    root_volume_setting: str
     # The group's minimum when it is created; afterwards the scheduled actions, the calendar
     # Lambda and `fleet override` own it (a deploy never resets it).
     min_size: int
@@ -161,10 +191,12 @@ class FleetProps:
     warm_pool: bool
     warm_pool_size: int
     cloudwatch_namespace: str
-    model_location: str
-    model_bucket: str
-    model_prefix: str
-    tenants_secret_arn: str
+    # Weights fetched from S3 at boot (bucket and non-empty key prefix), or None: baked in.
+    model_location: str | None
+    model_bucket: str | None
+    model_prefix: str | None
+    # None only in a stack that cannot deploy (its plan stops on a precondition first).
+    tenants_secret_arn: str | None
     drain_deadline_s: int
     # Written into gateway.env: what the gateway's settings take from the policy, and the
     # keep-alive that outlasts the load balancer's idle timeout.
@@ -212,7 +244,6 @@ class Fleet(Construct):
             ),
         )
         self.instance_role_name = role.name
-        IamRolePolicyAttachment(self, "ssm", role=role.name, policy_arn=SSM_CORE_POLICY)
         IamRolePolicy(
             self,
             "permissions",
@@ -263,7 +294,7 @@ class Fleet(Construct):
 
         self.user_data = render_user_data(
             GatewayEnv(
-                tenants_secret_id=props.tenants_secret_arn,
+                tenants_secret_id=props.tenants_secret_arn or "",
                 cloudwatch_namespace=props.cloudwatch_namespace,
                 autoscaling_group_name=group_name,
                 lifecycle_hook_name=self.lifecycle_hook_name,
@@ -275,6 +306,18 @@ class Fleet(Construct):
             props.model_location,
         )
         self.image_id = self._image_id(props)
+        image = DataAwsAmi(
+            self,
+            "image-ami",
+            filter=[DataAwsAmiFilter(name="image-id", values=[self.image_id])],
+            include_deprecated=True,
+        )
+        # EC2 refuses a root volume smaller than the image's root snapshot: stop the plan.
+        root_fits = (
+            f"${{alltrue([for m in {image.fqn}.block_device_mappings : "
+            f'tonumber(lookup(m.ebs, "volume_size", "0")) <= {props.root_volume_gb} '
+            f"if m.device_name == {image.fqn}.root_device_name])}}"
+        )
         template = LaunchTemplate(
             self,
             "template",
@@ -295,7 +338,7 @@ class Fleet(Construct):
             monitoring=LaunchTemplateMonitoring(enabled=True),
             block_device_mappings=[
                 LaunchTemplateBlockDeviceMappings(
-                    device_name="/dev/sda1",
+                    device_name=ROOT_DEVICE,
                     ebs=LaunchTemplateBlockDeviceMappingsEbs(
                         volume_type="gp3",
                         volume_size=props.root_volume_gb,
@@ -311,6 +354,19 @@ class Fleet(Construct):
                 )
                 for kind in ("instance", "volume")
             ],
+            lifecycle=TerraformResourceLifecycle(
+                precondition=[
+                    Precondition(
+                        condition=root_fits,
+                        error_message=(
+                            f"The image's root snapshot is larger than root_volume_gb "
+                            f"({props.root_volume_gb} GB): EC2 refuses the launch. Set "
+                            f"{props.root_volume_setting} to at least the image's size "
+                            "(ami/root-volume-gb)."
+                        ),
+                    )
+                ]
+            ),
         )
 
         self.launch_template_version = Token.as_string(template.latest_version)
@@ -399,63 +455,82 @@ class Fleet(Construct):
         log_groups = (
             f"arn:aws:logs:{props.region}:{props.account_id}:log-group:{LOG_GROUP_PREFIX}/*"
         )
-        prefix = props.model_prefix
-        return {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "PublishOwnMetrics",
-                    "Effect": "Allow",
-                    "Action": "cloudwatch:PutMetricData",
-                    "Resource": "*",
-                    "Condition": {
-                        # The gateway's scaling metrics and the agent's GPU metrics alike.
-                        "StringEquals": {"cloudwatch:namespace": props.cloudwatch_namespace}
-                    },
+        statements: list[dict[str, object]] = [
+            {
+                "Sid": "PublishOwnMetrics",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": {
+                    # The gateway's scaling metrics and the agent's GPU metrics alike.
+                    "StringEquals": {"cloudwatch:namespace": props.cloudwatch_namespace}
                 },
-                {
-                    "Sid": "AgentReadsOwnTags",
-                    "Effect": "Allow",
-                    "Action": "ec2:DescribeTags",
-                    "Resource": "*",
-                },
-                {
-                    "Sid": "ShipLogs",
-                    "Effect": "Allow",
-                    "Action": [
-                        "logs:CreateLogStream",
-                        "logs:PutLogEvents",
-                        "logs:DescribeLogStreams",
-                    ],
-                    "Resource": [log_groups, f"{log_groups}:*"],
-                },
+            },
+            {
+                "Sid": "AgentReadsOwnTags",
+                "Effect": "Allow",
+                "Action": "ec2:DescribeTags",
+                "Resource": "*",
+            },
+            {
+                "Sid": "ShipLogs",
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
+                "Resource": [log_groups, f"{log_groups}:*"],
+            },
+            {
+                "Sid": "CompleteOwnDrain",
+                "Effect": "Allow",
+                "Action": [
+                    "autoscaling:CompleteLifecycleAction",
+                    "autoscaling:RecordLifecycleActionHeartbeat",
+                ],
+                "Resource": group_arn,
+            },
+            # Session Manager and Run Command, without reading any SSM parameter.
+            {
+                "Sid": "RegisterWithSystemsManager",
+                "Effect": "Allow",
+                "Action": "ssm:UpdateInstanceInformation",
+                "Resource": f"arn:aws:ec2:{props.region}:{props.account_id}:instance/*",
+            },
+            {
+                "Sid": "SessionManagerChannels",
+                "Effect": "Allow",
+                "Action": list(SESSION_MANAGER_ACTIONS + RUN_COMMAND_ACTIONS),
+                "Resource": "*",
+            },
+        ]
+        if props.tenants_secret_arn is not None:
+            statements.append(
                 {
                     "Sid": "ReadTenants",
                     "Effect": "Allow",
                     "Action": "secretsmanager:GetSecretValue",
                     "Resource": props.tenants_secret_arn,
-                },
+                }
+            )
+        if props.model_bucket is not None and props.model_prefix:
+            # The prefix is never empty (settings refuse it): `prefix*` is that folder only.
+            statements += [
                 {
                     "Sid": "ReadModel",
                     "Effect": "Allow",
                     "Action": "s3:GetObject",
-                    "Resource": f"arn:aws:s3:::{props.model_bucket}/{prefix}*",
+                    "Resource": f"arn:aws:s3:::{props.model_bucket}/{props.model_prefix}*",
                 },
                 {
                     "Sid": "ListModel",
                     "Effect": "Allow",
                     "Action": "s3:ListBucket",
                     "Resource": f"arn:aws:s3:::{props.model_bucket}",
-                    "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+                    "Condition": {"StringLike": {"s3:prefix": [f"{props.model_prefix}*"]}},
                 },
-                {
-                    "Sid": "CompleteOwnDrain",
-                    "Effect": "Allow",
-                    "Action": [
-                        "autoscaling:CompleteLifecycleAction",
-                        "autoscaling:RecordLifecycleActionHeartbeat",
-                    ],
-                    "Resource": group_arn,
-                },
-            ],
-        }
+            ]
+        elif props.model_location is not None:
+            raise ValueError("model_location needs a bucket and a non-empty key prefix")
+        return {"Version": "2012-10-17", "Statement": statements}

@@ -2,6 +2,8 @@
 
 Only `/v1/*` is forwarded; everything else (the gateway's /health/* and /metrics
 included) gets a 404 from the listener itself, so probes and metrics stay private.
+There is no port-80 listener: a redirect would come after the client had already sent its
+bearer key in cleartext, so plain HTTP is not answered at all.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from cdktn_provider_aws.lb_listener import (
     LbListener,
     LbListenerDefaultAction,
     LbListenerDefaultActionFixedResponse,
-    LbListenerDefaultActionRedirect,
 )
 from cdktn_provider_aws.lb_listener_rule import (
     LbListenerRule,
@@ -84,7 +85,8 @@ class LoadBalancerProps:
     name: str
     vpc_id: str
     public_subnet_ids: list[str]
-    certificate_arn: str
+    # None only in a stack that cannot deploy (its plan stops on a precondition first).
+    certificate_arn: str | None
     account_id: str
     longest_request_s: int
     deletion_protection: bool
@@ -96,6 +98,7 @@ class LoadBalancer(Construct):
     target_group_arn_suffix: str
     arn_suffix: str
     dns_name: str
+    zone_id: str
     https_listener_arn: str
     access_log_bucket: str
     idle_timeout_s: int
@@ -118,18 +121,17 @@ class LoadBalancer(Construct):
             tags={"Name": f"{props.name}-alb"},
         )
         self.security_group_id = group.id
-        for port, why in ((443, "HTTPS API"), (80, "HTTP, redirected to HTTPS")):
-            SecurityGroupRule(
-                self,
-                f"ingress-{port}",
-                type="ingress",
-                security_group_id=group.id,
-                protocol="tcp",
-                from_port=port,
-                to_port=port,
-                cidr_blocks=["0.0.0.0/0"],
-                description=why,
-            )
+        SecurityGroupRule(
+            self,
+            "ingress-443",
+            type="ingress",
+            security_group_id=group.id,
+            protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_blocks=["0.0.0.0/0"],
+            description="HTTPS API",
+        )
 
         balancer = Lb(
             self,
@@ -150,6 +152,7 @@ class LoadBalancer(Construct):
         )
         self.arn_suffix = balancer.arn_suffix
         self.dns_name = balancer.dns_name
+        self.zone_id = balancer.zone_id
 
         target_group = LbTargetGroup(
             self,
@@ -209,21 +212,6 @@ class LoadBalancer(Construct):
             condition=[
                 LbListenerRuleCondition(
                     path_pattern=LbListenerRuleConditionPathPattern(values=[API_PATH_PATTERN])
-                )
-            ],
-        )
-        LbListener(
-            self,
-            "http",
-            load_balancer_arn=balancer.arn,
-            port=80,
-            protocol="HTTP",
-            default_action=[
-                LbListenerDefaultAction(
-                    type="redirect",
-                    redirect=LbListenerDefaultActionRedirect(
-                        port="443", protocol="HTTPS", status_code="HTTP_301"
-                    ),
                 )
             ],
         )

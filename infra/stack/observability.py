@@ -18,6 +18,8 @@ from cdktn_provider_aws.cloudwatch_metric_alarm import (
     CloudwatchMetricAlarmMetricQuery,
     CloudwatchMetricAlarmMetricQueryMetric,
 )
+from cdktn_provider_aws.kms_alias import KmsAlias
+from cdktn_provider_aws.kms_key import KmsKey
 from cdktn_provider_aws.sns_topic import SnsTopic
 from cdktn_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
@@ -68,6 +70,7 @@ def alarm_name(fleet_name: str, alarm: str) -> str:
 class ObservabilityProps:
     name: str
     region: str
+    account_id: str
     namespace: str
     autoscaling_group_name: str
     load_balancer_arn_suffix: str
@@ -79,8 +82,47 @@ class ObservabilityProps:
     log_retention_days: int
 
 
+def alarm_topic_key_policy(props: ObservabilityProps) -> dict[str, Any]:
+    """The alarm topic key's policy: the account administers it; only this stack's alarms
+    (every alarm the stack deploys is named `<fleet>-...`) may use it to publish.
+
+    CloudWatch alarms are the topic's only publishers (the calendar function's failures reach
+    it through its own alarms, not by publishing).
+    """
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministersTheKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{props.account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "CloudWatchAlarmsPublish",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                # Against the confused deputy: this account's alarms of this stack only.
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": props.account_id},
+                    "ArnLike": {
+                        "aws:SourceArn": (
+                            f"arn:aws:cloudwatch:{props.region}:{props.account_id}:alarm:"
+                            f"{props.name}-*"
+                        )
+                    },
+                },
+            },
+        ],
+    }
+
+
 class Observability(Construct):
     alarm_topic_arn: str
+    alarm_topic_key_arn: str
     dashboard_name: str
     alarm_names: dict[str, str]
 
@@ -96,12 +138,28 @@ class Observability(Construct):
                 retention_in_days=props.log_retention_days,
             )
 
+        # A key of our own: CloudWatch alarms cannot publish to a topic encrypted with the
+        # AWS-managed alias/aws/sns, whose policy cannot grant them the key.
+        key = KmsKey(
+            self,
+            "alarm-topic-key",
+            description=f"{props.name}: encrypts the alarm topic",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=json.dumps(alarm_topic_key_policy(props)),
+        )
+        self.alarm_topic_key_arn = key.arn
+        KmsAlias(
+            self,
+            "alarm-topic-key-alias",
+            name=f"alias/{props.name}-alarms",
+            target_key_id=key.key_id,
+        )
         topic = SnsTopic(
             self,
             "alarms",
             name=f"{props.name}-alarms",
-            # The AWS-managed key: CloudWatch alarms can publish to it without a key policy.
-            kms_master_key_id="alias/aws/sns",
+            kms_master_key_id=key.arn,
         )
         self.alarm_topic_arn = topic.arn
         if props.alarm_email is not None:

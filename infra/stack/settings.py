@@ -2,20 +2,27 @@
 
 Values come from the class defaults, overridden by environment variables with the
 environment's prefix (`FINSIGHT_PROD_CERTIFICATE_ARN=...`); a bad value stops synth with
-the field's name. The defaults are the documentation's example account, so a synth works
-anywhere but a deploy fails until real ARNs are given.
+the field's name. The account-specific values (certificate, tenants secret, prod's state
+bucket) have no default: a synth for review works without them, and the synthesized plan
+refuses to deploy until they are set (`deploy_blockers`).
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Annotated, Literal
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.policy.aws_rules import METRICS_NAMESPACE
+from infra.policy.config import FLEET_POLICY
 from infra.policy.errors import PolicyError
+from infra.policy.fleet import FleetPolicy
+from infra.policy.scaling import MAX_REPLICAS_CEILING
 
 REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$"
 # Named once: an environment class that changes a default redeclares the whole field.
@@ -23,6 +30,19 @@ VPC_CIDR_PATTERN = r"^\d+\.\d+\.\d+\.\d+/(1[6-9]|2[0-4])$"
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 # CloudWatch Logs retention values (days) the API accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
+
+# The image's root volume size, read by the Packer template too: the launch template may ask
+# for more, never less (EC2 refuses a volume smaller than the AMI's root snapshot).
+IMAGE_ROOT_VOLUME_FILE = Path(__file__).resolve().parents[2] / "ami" / "root-volume-gb"
+# EBS gp3 volumes hold at most 16 TiB.
+MAX_ROOT_VOLUME_GB = 16384
+
+
+@functools.cache
+def image_root_volume_gb() -> int:
+    """The image's root volume in GB, as the Packer template builds it (read when needed)."""
+    return int(IMAGE_ROOT_VOLUME_FILE.read_text().strip())
+
 
 SubnetId = Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]
 
@@ -47,15 +67,17 @@ class StackSettings(BaseSettings):
     instance_type: str = Field("g5.xlarge", pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
     image_ssm_parameter: str | None = Field("/finsight/ami/latest", pattern=r"^/[\w./-]+$")
     image_id: str | None = Field(None, pattern=r"^ami-[0-9a-f]{8,17}$")
-    root_volume_gb: int = Field(100, ge=30, le=1000)
+    # At least the image's root snapshot (ami/root-volume-gb), at most gp3's 16 TiB.
+    root_volume_gb: int = Field(default_factory=image_root_volume_gb)
     warm_pool: bool = False
     warm_pool_size: int = Field(1, ge=0, le=4)
-    model_location: str = Field(
-        "s3://finsight-models-123456789012/llama-3.1-8b-instruct/",
-        pattern=r"^s3://[a-z0-9.-]{3,63}/",
+    # Weights to fetch from S3 at boot instead of the ones baked into the image: a bucket and
+    # a non-empty key prefix ending in "/" (the instances may read exactly that prefix).
+    model_location: str | None = Field(
+        None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?\s]*[^*?\s/][^*?\s]*/$"
     )
-    tenants_secret_arn: str = Field(
-        "arn:aws:secretsmanager:us-east-1:123456789012:secret:finsight/tenants-AbCdEf",
+    tenants_secret_arn: str | None = Field(
+        None,
         pattern=r"^arn:aws[\w-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$",
     )
     # Where the gateways and the image's CloudWatch agent publish. The agent's config is baked
@@ -63,9 +85,16 @@ class StackSettings(BaseSettings):
     # image with the same value.
     cloudwatch_namespace: str = Field(METRICS_NAMESPACE, pattern=r"^[A-Za-z0-9._/#:-]{1,255}$")
 
+    # The environment's sizing on top of the policy (infra.policy): None keeps the policy's
+    # value. Replicas outside market hours, inside them, and the most the group may run.
+    min_replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS_CEILING)
+    market_hours_min_replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS_CEILING)
+    max_replicas: int | None = Field(None, ge=1, le=MAX_REPLICAS_CEILING)
+
     # Load balancer
-    certificate_arn: str = Field(
-        "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+    # None with api_domain set: the stack requests a DNS-validated certificate itself.
+    certificate_arn: str | None = Field(
+        None,
         pattern=r"^arn:aws[\w-]*:acm:[a-z0-9-]+:\d{12}:certificate/[\w-]+$",
     )
     # DNS: the API's name in a Route 53 hosted zone (both or neither). The stack then writes
@@ -76,6 +105,7 @@ class StackSettings(BaseSettings):
         None,
         min_length=4,
         max_length=253,
+        # No look-ahead: pydantic's regex engine has none (the length bounds do its job).
         pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
     )
     hosted_zone_id: str | None = Field(None, pattern=r"^Z[A-Z0-9]{1,31}$")
@@ -97,8 +127,27 @@ class StackSettings(BaseSettings):
     state_bucket: str | None = Field(None, pattern=BUCKET_PATTERN)
     state_key: str = Field("finsight-serving/terraform.tfstate", min_length=1)
 
+    @field_validator("root_volume_gb")
+    @classmethod
+    def _fits_the_image(cls, value: int) -> int:
+        image_gb = image_root_volume_gb()
+        if not image_gb <= value <= MAX_ROOT_VOLUME_GB:
+            raise ValueError(
+                f"must be between {image_gb} (the image's root snapshot, "
+                f"ami/root-volume-gb) and {MAX_ROOT_VOLUME_GB} GB, got {value}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> StackSettings:
+        minimum, market, maximum = self.replica_sizes(FLEET_POLICY)
+        if minimum > maximum:
+            raise ValueError(f"min_replicas must be <= max_replicas ({maximum}), got {minimum}")
+        if not minimum <= market <= maximum:
+            raise ValueError(
+                f"market_hours_min_replicas must be between min_replicas ({minimum}) and "
+                f"max_replicas ({maximum}), got {market}"
+            )
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             raise ValueError(f"log_retention_days must be one of {LOG_RETENTION_DAYS}")
         if len(set(self.availability_zones)) < 2:
@@ -116,23 +165,80 @@ class StackSettings(BaseSettings):
             raise ValueError("public_subnet_ids / private_subnet_ids need vpc_id")
         if (self.api_domain is None) != (self.hosted_zone_id is None):
             raise ValueError("api_domain / hosted_zone_id: set both or neither")
-        if not self.certificate_arn.split(":")[3] == self.region:
+        if self.certificate_arn is not None and self.certificate_arn.split(":")[3] != self.region:
             raise ValueError(f"certificate_arn must be in the stack's region {self.region}")
         if self.warm_pool and self.instance_type.split(".")[0] in ("g5g",):
             raise ValueError("warm_pool is not supported for this instance family")
         return self
+
+    # Whether a deploy must keep its Terraform state in S3 (state_bucket set).
+    remote_state_required: ClassVar[bool] = False
 
     @property
     def drain_deadline_s(self) -> int:
         return self.longest_request_s
 
     @property
-    def model_bucket(self) -> str:
+    def model_bucket(self) -> str | None:
+        if self.model_location is None:
+            return None
         return self.model_location.removeprefix("s3://").split("/", 1)[0]
 
     @property
-    def model_prefix(self) -> str:
+    def model_prefix(self) -> str | None:
+        if self.model_location is None:
+            return None
         return self.model_location.removeprefix("s3://").split("/", 1)[1]
+
+    def replica_sizes(self, policy: FleetPolicy) -> tuple[int, int, int]:
+        """(minimum, market-hours minimum, maximum): this environment's over the policy's."""
+
+        def pick(setting: int | None, policy_value: int) -> int:
+            return policy_value if setting is None else setting
+
+        return (
+            pick(self.min_replicas, policy.default.min_replicas),
+            pick(self.market_hours_min_replicas, policy.market_hours.min_replicas),
+            pick(self.max_replicas, policy.max_replicas),
+        )
+
+    def fleet_policy(self, policy: FleetPolicy) -> FleetPolicy:
+        """`policy` with this environment's replica settings applied (a new, validated one)."""
+        minimum, market, maximum = self.replica_sizes(policy)
+        return replace(
+            policy,
+            default=replace(policy.default, min_replicas=minimum, max_replicas=maximum),
+            market_hours=replace(policy.market_hours, min_replicas=market, max_replicas=maximum),
+        )
+
+    def env_name(self, field: str) -> str:
+        """The environment variable that sets `field`: FINSIGHT_PROD_CERTIFICATE_ARN."""
+        return f"{self.model_config.get('env_prefix', '')}{field}".upper()
+
+    def deploy_blockers(self) -> dict[str, str]:
+        """Settings a deploy still needs, by field: why each is needed, naming its variable.
+
+        Empty when the settings can deploy; otherwise the stack carries one plan-time
+        precondition per entry, so `terraform plan` (and `cdktf deploy`) stops naming them.
+        """
+        needed: dict[str, str] = {}
+        if self.certificate_arn is None and self.api_domain is None:
+            needed["certificate_arn"] = (
+                f"{self.env_name('certificate_arn')} is not set: the HTTPS listener needs an "
+                f"ACM certificate in {self.region} (or set {self.env_name('api_domain')} and "
+                f"{self.env_name('hosted_zone_id')} and the stack requests one)"
+            )
+        if self.tenants_secret_arn is None:
+            needed["tenants_secret_arn"] = (
+                f"{self.env_name('tenants_secret_arn')} is not set: the gateways read their "
+                "tenants from this Secrets Manager secret and refuse to start without it"
+            )
+        if self.remote_state_required and self.state_bucket is None:
+            needed["state_bucket"] = (
+                f"{self.env_name('state_bucket')} is not set: {self.environment} keeps its "
+                "Terraform state in your S3 bucket (versioned, encrypted), not a local file"
+            )
+        return needed
 
 
 class DevSettings(StackSettings):
@@ -140,6 +246,9 @@ class DevSettings(StackSettings):
 
     environment: Literal["dev", "prod"] = "dev"
     log_retention_days: int = 14
+    # A development fleet: one instance, no market-hours pre-warm.
+    market_hours_min_replicas: int | None = Field(1, ge=0, le=MAX_REPLICAS_CEILING)
+    max_replicas: int | None = Field(1, ge=1, le=MAX_REPLICAS_CEILING)
 
 
 class ProdSettings(StackSettings):
@@ -149,9 +258,7 @@ class ProdSettings(StackSettings):
     vpc_cidr: str = Field("10.41.0.0/16", pattern=VPC_CIDR_PATTERN)
     warm_pool: bool = True
     log_retention_days: int = 90
-    state_bucket: str | None = Field(
-        "finsight-terraform-state-123456789012", pattern=BUCKET_PATTERN
-    )
+    remote_state_required: ClassVar[bool] = True
 
 
 def load_settings(environment: str, **overrides: object) -> StackSettings:

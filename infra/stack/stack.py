@@ -1,7 +1,7 @@
 """One environment's stack: builds each concern's construct and wires their attributes.
 
-No resource is declared here; each lives in its construct (network, load_balancer,
-fleet, scaling, schedule, observability).
+No resource is declared here; each lives in its construct (network, load_balancer, dns,
+fleet, scaling, schedule, observability, deploy_checks).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from constructs import Construct
 from infra.policy import FLEET_POLICY, FleetPolicy, cold_start
 from infra.policy.aws_rules import ScalingRules, compile_scaling_rules
 from infra.policy.gateway import gateway_policy_settings
-from infra.stack.fleet import Fleet, FleetProps
+from infra.stack.deploy_checks import DeployChecks
+from infra.stack.dns import ApiAlias, ApiAliasProps, ApiCertificate, ApiCertificateProps
+from infra.stack.fleet import MODEL_FETCH_ALLOWANCE_S, Fleet, FleetProps
 from infra.stack.load_balancer import LoadBalancer, LoadBalancerProps
 from infra.stack.market_calendar import MarketCalendar, MarketCalendarProps
 from infra.stack.naming import stack_name as stack_name
@@ -54,6 +56,8 @@ class FleetStack(TerraformStack):
     ) -> None:
         name = stack_name(settings)
         super().__init__(scope, name)
+        # The environment's replica settings on top of the shared policy (dev runs smaller).
+        policy = settings.fleet_policy(policy)
         self.settings, self.policy = settings, policy
         self.rules = compile_scaling_rules(policy)
         self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
@@ -79,6 +83,7 @@ class FleetStack(TerraformStack):
         else:
             LocalBackend(self, path=f"terraform.{name}.tfstate")
         account_id = DataAwsCallerIdentity(self, "account").account_id
+        DeployChecks(self, "deploy-checks", settings.deploy_blockers())
 
         self.network = Network(
             self,
@@ -93,6 +98,21 @@ class FleetStack(TerraformStack):
                 private_subnet_ids=settings.private_subnet_ids,
             ),
         )
+        certificate_arn = settings.certificate_arn
+        if (
+            certificate_arn is None
+            and settings.api_domain is not None
+            and settings.hosted_zone_id is not None
+        ):
+            certificate_arn = ApiCertificate(
+                self,
+                "api-certificate",
+                ApiCertificateProps(
+                    name=name,
+                    api_domain=settings.api_domain,
+                    hosted_zone_id=settings.hosted_zone_id,
+                ),
+            ).certificate_arn
         self.load_balancer = LoadBalancer(
             self,
             "load-balancer",
@@ -100,7 +120,7 @@ class FleetStack(TerraformStack):
                 name=name,
                 vpc_id=self.network.vpc_id,
                 public_subnet_ids=self.network.public_subnet_ids,
-                certificate_arn=settings.certificate_arn,
+                certificate_arn=certificate_arn,
                 account_id=account_id,
                 longest_request_s=settings.longest_request_s,
                 deletion_protection=settings.deletion_protection,
@@ -121,11 +141,13 @@ class FleetStack(TerraformStack):
                 image_ssm_parameter=settings.image_ssm_parameter,
                 image_id=settings.image_id,
                 root_volume_gb=settings.root_volume_gb,
+                root_volume_setting=settings.env_name("root_volume_gb"),
                 # A first deploy may land in market hours: start at the market-hours minimum;
                 # the next close action lowers it (deploys leave it to the schedule after).
                 min_size=self.rules.market_hours_min_capacity,
                 max_size=self.rules.max_capacity,
-                health_check_grace_period_s=cold_start.health_check_grace_period_s(),
+                health_check_grace_period_s=cold_start.health_check_grace_period_s()
+                + (MODEL_FETCH_ALLOWANCE_S if settings.model_location is not None else 0),
                 instance_warmup_s=cold_start.instance_warmup_s(),
                 warm_pool=settings.warm_pool,
                 warm_pool_size=settings.warm_pool_size,
@@ -149,6 +171,7 @@ class FleetStack(TerraformStack):
             ObservabilityProps(
                 name=name,
                 region=settings.region,
+                account_id=account_id,
                 namespace=settings.cloudwatch_namespace,
                 autoscaling_group_name=group_name,
                 load_balancer_arn_suffix=self.load_balancer.arn_suffix,
@@ -196,6 +219,21 @@ class FleetStack(TerraformStack):
         self.alarm_names = tuple(self.observability.alarm_names.values()) + (
             tuple(self.market_calendar.alarm_names.values()) if self.market_calendar else ()
         )
+        api_host = self.load_balancer.dns_name
+        if settings.api_domain is not None and settings.hosted_zone_id is not None:
+            ApiAlias(
+                self,
+                "api-alias",
+                ApiAliasProps(
+                    api_domain=settings.api_domain,
+                    hosted_zone_id=settings.hosted_zone_id,
+                    load_balancer_dns_name=self.load_balancer.dns_name,
+                    load_balancer_zone_id=self.load_balancer.zone_id,
+                ),
+            )
+            api_host = settings.api_domain
+        # What a client configures as its OpenAI base URL.
+        TerraformOutput(self, "api_url", value=f"https://{api_host}/v1")
         TerraformOutput(self, "api_dns_name", value=self.load_balancer.dns_name)
         TerraformOutput(self, "autoscaling_group_name", value=group_name)
         TerraformOutput(self, "alarm_topic_arn", value=self.observability.alarm_topic_arn)

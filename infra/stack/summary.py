@@ -22,6 +22,12 @@ def summarize(stack_file: Path) -> list[str]:
             row = "  "
         row += cell + ", "
     lines.append(row.rstrip(", "))
+    for group in resources.get("aws_autoscaling_group", {}).values():
+        warm = (group.get("warm_pool") or {}).get("min_size", 0)
+        lines.append(
+            f"  group     {group['name']:<24} min={group.get('min_size', '(schedule)')} "
+            f"max={group['max_size']}  warm pool {warm}"
+        )
     for action in resources.get("aws_autoscaling_schedule", {}).values():
         lines.append(
             f"  schedule  {action['scheduled_action_name']:<24} {action['recurrence']:<20} "
@@ -32,6 +38,10 @@ def summarize(stack_file: Path) -> list[str]:
     ):
         window = alarm.get("period", 60) * alarm["evaluation_periods"]
         lines.append(f"  alarm     {alarm['alarm_name']:<52} {window:>5} s window")
+    # Preconditions the plan stops on: the settings a deploy of this stack still needs.
+    for check in resources.get("terraform_data", {}).values():
+        for precondition in check.get("lifecycle", {}).get("precondition", []):
+            lines.append(f"  DEPLOY NEEDS  {precondition['error_message']}")
     return lines
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,12 @@ LONGEST_STACK_DEADLINE_S = next(
 )
 
 
-def _user_data_files(tmp_path: Path) -> dict[str, Path]:
+MODEL_LOCATION = "s3://finsight-models/llama/"
+
+
+def _user_data_files(
+    tmp_path: Path, model_location: str | None = MODEL_LOCATION
+) -> dict[str, Path]:
     gateway_env = fleet.GatewayEnv(
         tenants_secret_id="finsight/prod/tenants",
         cloudwatch_namespace=STACK_NAMESPACE,
@@ -50,7 +56,8 @@ def _user_data_files(tmp_path: Path) -> dict[str, Path]:
         policy=gateway_policy_settings(FLEET_POLICY),
         keep_alive_s=load_balancer.backend_keep_alive_s(LONGEST_STACK_DEADLINE_S),
     )
-    user_data: str = fleet.render_user_data(gateway_env, "s3://models/llama/")
+    user_data: str = fleet.render_user_data(gateway_env, model_location)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     header, _, body = user_data.partition("\n")
     assert header == "#cloud-config"
     files: dict[str, Path] = {}
@@ -64,6 +71,8 @@ def _user_data_files(tmp_path: Path) -> dict[str, Path]:
 def test_user_data_writes_the_files_the_units_read(tmp_path: Path) -> None:
     files = _user_data_files(tmp_path)
     assert set(files) == {"/etc/finsight/gateway.env", "/etc/finsight/vllm.env"}
+    # No model location: nothing about S3 weights is written.
+    assert set(_user_data_files(tmp_path / "baked", None)) == {"/etc/finsight/gateway.env"}
 
 
 def test_stacks_gateway_env_starts_the_gateway_unit(
@@ -86,15 +95,59 @@ def test_stacks_gateway_env_starts_the_gateway_unit(
     assert exec_start_argv(unit, env)[0] == "/opt/finsight/gateway/bin/uvicorn"
 
 
-def test_stacks_vllm_env_keeps_the_baked_model(tmp_path: Path) -> None:
-    files = _user_data_files(tmp_path)
+def _boot(tmp_path: Path, model_location: str | None, bucket: Path) -> list[str]:
+    """The image's boot with the stack's user data: the fetch unit, then vLLM's command."""
+    files = _user_data_files(tmp_path, model_location)
     defaults = tmp_path / "defaults.env"
     defaults.write_text("VLLM_MODEL_DIR=/opt/finsight/models/m\nVLLM_SERVED_MODEL_NAME=m\n")
     files["/opt/finsight/etc/vllm.defaults.env"] = defaults
+    # A stand-in for the AWS CLI: `aws s3 sync s3://BUCKET/PREFIX/ DIR` copies from `bucket`.
+    aws = tmp_path / "aws"
+    aws.write_text(
+        "#!/usr/bin/env bash\nset -euo pipefail\n"
+        '[[ "$1 $2" == "s3 sync" ]]\n'
+        'source_uri="${*: -2:1}"; target="${*: -1}"\n'
+        f'cp -r "{bucket}/${{source_uri#s3://}}". "$target/"\n'
+    )
+    aws.chmod(0o755)
+    fetch_unit = parse_unit(UNITS_DIR / "finsight-model-fetch.service")
+    override = tmp_path / "run" / "vllm-model.env"
+    env = {
+        **unit_environment(fetch_unit, files),
+        "PATH": os.environ["PATH"],
+        "AWS_CLI": str(aws),
+        "FINSIGHT_FETCHED_MODEL_DIR": str(tmp_path / "fetched"),
+        "FINSIGHT_MODEL_OVERRIDE": str(override),
+    }
+    subprocess.run([str(AMI_DIR / "scripts" / "fetch-model.sh")], env=env, check=True, timeout=60)
+    if override.exists():  # an optional file: systemd skips it when absent
+        files["/run/finsight/vllm-model.env"] = override
     unit = parse_unit(UNITS_DIR / "vllm.service")
-    argv = exec_start_argv(unit, unit_environment(unit, files))
-    # Whatever else the stack writes, the weights on the image are what vLLM serves.
+    return exec_start_argv(unit, unit_environment(unit, files))
+
+
+def test_the_stacks_model_location_is_what_vllm_serves(tmp_path: Path) -> None:
+    # Issue 11, 7: VLLM_MODEL_LOCATION was written and never read.
+    bucket = tmp_path / "bucket"
+    weights = bucket / MODEL_LOCATION.removeprefix("s3://")
+    weights.mkdir(parents=True)
+    (weights / "config.json").write_text("{}")
+    (weights / "model.safetensors").write_bytes(b"\0")
+    argv = _boot(tmp_path / "fetched-boot", MODEL_LOCATION, bucket)
+    fetched = tmp_path / "fetched-boot" / "fetched"
+    assert option(argv, "--model") == str(fetched)
+    assert (fetched / "model.safetensors").exists()
+    # No location: the fetch does nothing and the image's own weights are served.
+    argv = _boot(tmp_path / "baked-boot", None, bucket)
     assert option(argv, "--model") == "/opt/finsight/models/m"
+    assert not (tmp_path / "baked-boot" / "fetched").exists()
+
+
+def test_a_fetch_without_weights_fails_so_vllm_never_starts_on_nothing(tmp_path: Path) -> None:
+    bucket = tmp_path / "bucket"
+    (bucket / MODEL_LOCATION.removeprefix("s3://")).mkdir(parents=True)
+    with pytest.raises(subprocess.CalledProcessError):
+        _boot(tmp_path / "boot", MODEL_LOCATION, bucket)
 
 
 def test_ami_id_goes_where_the_stack_reads_it() -> None:

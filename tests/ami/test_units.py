@@ -101,6 +101,7 @@ def _verify_root(tmp_path: Path, units: dict[str, str]) -> Path:
     for stub in (
         "opt/finsight/vllm/bin/python",
         "opt/finsight/gateway/bin/uvicorn",
+        "opt/finsight/bin/fetch-model",
         "usr/bin/cloud-init",
     ):
         path = root / stub
@@ -123,7 +124,10 @@ def _verify(root: Path, names: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_systemd_analyze_verifies_both_units(tmp_path: Path) -> None:
-    units = {name: (UNITS_DIR / name).read_text() for name in ("vllm.service", "gateway.service")}
+    units = {
+        name: (UNITS_DIR / name).read_text()
+        for name in ("finsight-model-fetch.service", "vllm.service", "gateway.service")
+    }
     result = _verify(_verify_root(tmp_path, units), list(units))
     # verify exits 0 on some problems (an unknown value is "ignored", a cycle is broken by
     # dropping a job), so its output counts as much as its status.
@@ -207,8 +211,28 @@ def test_vllm_reads_the_baked_defaults_then_the_stacks_file(vllm_unit: Unit) -> 
     assert values(vllm_unit, "Service", "EnvironmentFile") == [
         "/opt/finsight/etc/vllm.defaults.env",
         "-/etc/finsight/vllm.env",
+        # The directory finsight-model-fetch.service filled, when the stack named weights.
+        "-/run/finsight/vllm-model.env",
     ]
     assert set(read_env_file(VLLM_ENV_EXAMPLE)) <= set(VLLM_DEFAULTS)
+
+
+def test_vllm_starts_after_the_model_fetch_and_not_without_it(vllm_unit: Unit) -> None:
+    # Issue 11, 7: the weights the stack names must be on disk before vLLM loads.
+    fetch = parse_unit(UNITS_DIR / "finsight-model-fetch.service")
+    after = " ".join(values(vllm_unit, "Unit", "After")).split()
+    assert "finsight-model-fetch.service" in after
+    assert "finsight-model-fetch.service" in " ".join(values(vllm_unit, "Unit", "Requires"))
+    assert value(fetch, "Unit", "Before") == "vllm.service"
+    # It reads what the user data wrote: after cloud-config, from the stack's file.
+    assert "cloud-config.service" in value(fetch, "Unit", "After").split()
+    assert values(fetch, "Service", "EnvironmentFile") == ["-/etc/finsight/vllm.env"]
+    assert value(fetch, "Service", "Type") == "oneshot"
+    assert value(fetch, "Service", "RemainAfterExit") == "yes"
+    assert value(fetch, "Service", "ExecStart") == "/opt/finsight/bin/fetch-model"
+    units_script = (AMI_DIR / "scripts" / "50-units.sh").read_text()
+    assert "finsight-model-fetch.service" in units_script
+    assert '"$FINSIGHT_ROOT/bin/fetch-model"' in units_script
 
 
 # --- gateway.service -------------------------------------------------------------------

@@ -69,22 +69,19 @@ def route(stack: dict[str, Any], listener_id: str, path: str) -> dict[str, Any]:
 def test_internal_routes_are_never_forwarded_and_the_api_is(stack_name: str) -> None:
     stack = synthesized_stacks()[stack_name]
     listeners = resources(stack, "aws_lb_listener")
-    assert {int(listener["port"]) for listener in listeners.values()} == {80, 443}
-    for listener_id, listener in listeners.items():
+    # HTTPS only: a port-80 redirect would answer after the bearer key crossed in cleartext.
+    assert {int(listener["port"]) for listener in listeners.values()} == {443}
+    assert all(listener["protocol"] == "HTTPS" for listener in listeners.values())
+    (group,) = resources(stack, "aws_lb_target_group")
+    for listener_id in listeners:
         for path in INTERNAL_PATHS + ALIASES:
             action = route(stack, listener_id, path)
-            if int(listener["port"]) == 80:
-                # Plain HTTP only ever redirects to HTTPS, where the same rules apply.
-                assert action["type"] == "redirect", (listener_id, path, action)
-                assert action["redirect"]["protocol"] == "HTTPS"
-            elif path in INTERNAL_PATHS:
+            if path in INTERNAL_PATHS:
                 assert action["type"] != "forward", (listener_id, path, action)
-        if int(listener["port"]) == 443:
-            (group,) = resources(stack, "aws_lb_target_group")
-            for path in PUBLIC_PATHS:
-                action = route(stack, listener_id, path)
-                assert action["type"] == "forward", (path, action)
-                assert action["target_group_arn"] == f"${{aws_lb_target_group.{group}.arn}}"
+        for path in PUBLIC_PATHS:
+            action = route(stack, listener_id, path)
+            assert action["type"] == "forward", (path, action)
+            assert action["target_group_arn"] == f"${{aws_lb_target_group.{group}.arn}}"
 
 
 def test_the_evaluator_would_catch_an_exposed_route() -> None:

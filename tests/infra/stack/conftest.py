@@ -12,11 +12,31 @@ import pytest
 from cdktn import App
 
 from infra.main import TARGET_VERSIONS, build_app
-from infra.stack.settings import load_settings
+from infra.stack.settings import StackSettings, load_settings
 from infra.stack.stack import FleetStack
 
 REPO = Path(__file__).resolve().parents[3]
 FIXED_IMAGE = "ami-0123456789abcdef0"
+# Every setting a deploy needs, in an account of the tests' own (not an example default).
+ACCOUNT = "111122223333"
+DEPLOY_SETTINGS: dict[str, dict[str, object]] = {
+    "dev": {
+        "certificate_arn": f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/1111-2222",
+        "tenants_secret_arn": f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:tenants-AbCdEf",
+        "model_location": f"s3://finsight-models-{ACCOUNT}/llama-3.1-8b-instruct/",
+    },
+}
+DEPLOY_SETTINGS["prod"] = {
+    **DEPLOY_SETTINGS["dev"],
+    "state_bucket": f"finsight-terraform-state-{ACCOUNT}",
+}
+# The API's name in a hosted zone, no certificate given: the stack requests one.
+NAMED_SETTINGS: dict[str, object] = {
+    "tenants_secret_arn": DEPLOY_SETTINGS["dev"]["tenants_secret_arn"],
+    "state_bucket": f"finsight-terraform-state-{ACCOUNT}",
+    "api_domain": "api.finsight.example.com",
+    "hosted_zone_id": "Z0123456789ABCDEFGHIJ",
+}
 
 
 @dataclass(frozen=True)
@@ -71,3 +91,48 @@ def fixed_image(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         (outdir / "stacks" / "finsight-serving-dev" / "cdk.tf.json").read_text()
     )
     return document
+
+
+def synth_stacks(outdir: Path, *settings: StackSettings) -> dict[str, dict[str, Any]]:
+    """One app with a stack per settings object; each stack's JSON by environment."""
+    app = App(outdir=str(outdir), context={"targetVersions": TARGET_VERSIONS})
+    for one_settings in settings:
+        FleetStack(app, one_settings)
+    app.synth()
+    return {
+        one_settings.environment: json.loads(
+            (
+                outdir / "stacks" / f"finsight-serving-{one_settings.environment}" / "cdk.tf.json"
+            ).read_text()
+        )
+        for one_settings in settings
+    }
+
+
+@pytest.fixture(scope="session")
+def deployable_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both stacks with every setting a deploy needs (what the emulator applies)."""
+    outdir = tmp_path_factory.mktemp("deployable")
+    synth_stacks(
+        outdir, *(load_settings(env, **overrides) for env, overrides in DEPLOY_SETTINGS.items())
+    )
+    return outdir
+
+
+@pytest.fixture(scope="session")
+def deployable(deployable_dir: Path) -> dict[str, dict[str, Any]]:
+    return {
+        environment: json.loads(
+            (
+                deployable_dir / "stacks" / f"finsight-serving-{environment}" / "cdk.tf.json"
+            ).read_text()
+        )
+        for environment in DEPLOY_SETTINGS
+    }
+
+
+@pytest.fixture(scope="session")
+def named(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The prod stack with an API domain in a hosted zone and no certificate ARN."""
+    outdir = tmp_path_factory.mktemp("named")
+    return synth_stacks(outdir, load_settings("prod", **NAMED_SETTINGS))["prod"]

@@ -45,6 +45,7 @@ ENDPOINT_SERVICES = (
     "iam",
     "lambda",
     "logs",
+    "route53",
     "s3",
     "scheduler",
     "secretsmanager",
@@ -102,14 +103,23 @@ def self_signed_certificate() -> tuple[bytes, bytes]:
     )
 
 
-def override(stack: dict[str, Any], endpoint: str, certificate_arn: str) -> dict[str, Any]:
-    """Test provider and local state; the only resource changes make teardown possible."""
+def override(
+    stack: dict[str, Any], endpoint: str, certificate_arn: str, zone_id: str | None
+) -> dict[str, Any]:
+    """Test provider and local state; the only resource changes make teardown possible, put
+    the emulator's own certificate on a listener given an ARN, and the records in the zone
+    the emulator made for the stack's domain."""
     resources: dict[str, Any] = {}
     for name in stack["resource"].get("aws_lb", {}):
         resources.setdefault("aws_lb", {})[name] = {"enable_deletion_protection": False}
     for name, listener in stack["resource"].get("aws_lb_listener", {}).items():
-        if listener.get("protocol") == "HTTPS":
+        # A certificate the stack requests itself (a reference) is the emulator's already.
+        if listener.get("protocol") == "HTTPS" and not str(
+            listener.get("certificate_arn", "")
+        ).startswith("${"):
             resources.setdefault("aws_lb_listener", {})[name] = {"certificate_arn": certificate_arn}
+    for name in stack["resource"].get("aws_route53_record", {}):
+        resources.setdefault("aws_route53_record", {})[name] = {"zone_id": zone_id}
     for name in stack["resource"].get("aws_s3_bucket", {}):
         resources.setdefault("aws_s3_bucket", {})[name] = {"force_destroy": True}
     # moto reads these back differently from what was applied (a tag specification of its
@@ -180,7 +190,9 @@ def planned_changes(workdir: Path, plan: str) -> list[dict[str, Any]]:
     ]
 
 
-def observe(session: boto3.Session, endpoint: str, stack: dict[str, Any]) -> dict[str, Any]:
+def observe(
+    session: boto3.Session, endpoint: str, stack: dict[str, Any], zone_id: str | None
+) -> dict[str, Any]:
     def client(name: str) -> Any:
         return session.client(name, endpoint_url=endpoint)  # type: ignore[call-overload]
 
@@ -220,6 +232,16 @@ def observe(session: boto3.Session, endpoint: str, stack: dict[str, Any]) -> dic
     ]
     dashboards = client("cloudwatch").list_dashboards()["DashboardEntries"]
     functions = client("lambda").list_functions()["Functions"]
+    acm = client("acm")
+    requested = [
+        acm.describe_certificate(CertificateArn=summary["CertificateArn"])["Certificate"]
+        for summary in acm.list_certificates()["CertificateSummaryList"]
+    ]
+    records = (
+        client("route53").list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+        if zone_id
+        else []
+    )
     return json.loads(
         json.dumps(
             {
@@ -235,6 +257,26 @@ def observe(session: boto3.Session, endpoint: str, stack: dict[str, Any]) -> dic
                 "dashboards": dashboards,
                 "functions": functions,
                 "topics": client("sns").list_topics()["Topics"],
+                "load_balancers": client("elbv2").describe_load_balancers()["LoadBalancers"],
+                "certificates": [c for c in requested if c.get("Type") == "AMAZON_ISSUED"],
+                "records": records,
+                "topic_attributes": [
+                    client("sns").get_topic_attributes(TopicArn=topic["TopicArn"])["Attributes"]
+                    for topic in client("sns").list_topics()["Topics"]
+                ],
+                "keys": [
+                    {
+                        "KeyId": key["KeyId"],
+                        "Arn": key["KeyArn"],
+                        "Policy": client("kms").get_key_policy(
+                            KeyId=key["KeyId"], PolicyName="default"
+                        )["Policy"],
+                        "Rotation": client("kms").get_key_rotation_status(KeyId=key["KeyId"])[
+                            "KeyRotationEnabled"
+                        ],
+                    }
+                    for key in client("kms").list_keys()["Keys"]
+                ],
             },
             default=str,
         )
@@ -282,7 +324,12 @@ def main(stack_dir: Path, report_path: Path) -> int:
     shutil.copytree(stack_dir, workdir)
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+    # A requested certificate is issued at once once its validation record exists.
+    env = {
+        **os.environ,
+        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+        "MOTO_ACM_VALIDATION_WAIT": "0",
+    }
     moto_bin = Path(sys.executable).with_name("moto_server")
     server = subprocess.Popen(
         [str(moto_bin), "-H", "127.0.0.1", "-p", str(port)],
@@ -309,8 +356,22 @@ def main(stack_dir: Path, report_path: Path) -> int:
             Name=IMAGE_PARAMETER, Value=image_id, Type="String", DataType="aws:ec2:image"
         )
         stack = json.loads((workdir / "cdk.tf.json").read_text())
+        zone_id = None
+        aliases = [
+            r for r in stack["resource"].get("aws_route53_record", {}).values() if "alias" in r
+        ]
+        if aliases:
+            # The hosted zone a deployer owns before the deploy.
+            domain = aliases[0]["name"]
+            zone_id = (
+                session.client("route53", endpoint_url=endpoint)
+                .create_hosted_zone(Name=domain.split(".", 1)[1], CallerReference=domain)[
+                    "HostedZone"
+                ]["Id"]
+                .split("/")[-1]
+            )
         (workdir / "emulator_override.tf.json").write_text(
-            json.dumps(override(stack, endpoint, certificate_arn), indent=1)
+            json.dumps(override(stack, endpoint, certificate_arn, zone_id), indent=1)
         )
         report["init_s"] = terraform(workdir, "init")
         report["plan_s"] = terraform(workdir, "plan", "-out=plan.bin")
@@ -331,7 +392,7 @@ def main(stack_dir: Path, report_path: Path) -> int:
                 if r["mode"] == "managed"
             ]
         )
-        report["observed"] = observe(session, endpoint, stack)
+        report["observed"] = observe(session, endpoint, stack, zone_id)
         report["redeploys"] = redeploys(
             workdir, session.client("autoscaling", endpoint_url=endpoint), report["observed"]
         )

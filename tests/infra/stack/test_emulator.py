@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from infra.policy import FLEET_POLICY, cold_start
+from infra.stack.fleet import MODEL_FETCH_ALLOWANCE_S
 from infra.stack.observability import ALL_ALARMS, alarm_name
+from infra.stack.settings import load_settings
 
-from .conftest import REPO, Synth
+from .conftest import DEPLOY_SETTINGS, REPO, synth_stacks
 from .test_terraform import terraform_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -26,11 +28,42 @@ HARD_TIMEOUT_S = 800
 EMULATOR_DRIFT = {"aws_autoscaling_policy", "aws_lambda_function"}
 
 
+# The emulated dev stack is sized like prod (dev's own default is one instance): the
+# re-apply test needs room between the close, the market-hours minimum and an override.
+EMULATED_SIZES = {
+    "min_replicas": FLEET_POLICY.default.min_replicas,
+    "market_hours_min_replicas": FLEET_POLICY.market_hours.min_replicas,
+    "max_replicas": FLEET_POLICY.max_replicas,
+}
+# What the emulated dev stack runs: the shared policy with those sizes.
+DEV_POLICY = load_settings("dev", **EMULATED_SIZES).fleet_policy(FLEET_POLICY)
+
+
+# The emulated dev stack has a name: the stack requests and validates its certificate.
+EMULATED_DOMAIN = "api.finsight.test"
+
+
 @pytest.fixture(scope="module")
-def report(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def dev_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dev stack with every deploy setting given (a default one stops at plan), named
+    in a hosted zone instead of given a certificate; the cycle creates the zone."""
+    outdir = tmp_path_factory.mktemp("emulated")
+    overrides = {
+        **DEPLOY_SETTINGS["dev"],
+        **EMULATED_SIZES,
+        "certificate_arn": None,
+        "api_domain": EMULATED_DOMAIN,
+        "hosted_zone_id": "ZEMULATORPLACEHOLDER",
+    }
+    synth_stacks(outdir, load_settings("dev", **overrides))
+    return outdir / "stacks" / "finsight-serving-dev"
+
+
+@pytest.fixture(scope="module")
+def report(dev_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("emulator") / "report.json"
     result = subprocess.run(
-        ["unshare", "-n", "--", sys.executable, str(CYCLE), str(synth.stack_dir("dev")), str(out)],
+        ["unshare", "-n", "--", sys.executable, str(CYCLE), str(dev_dir), str(out)],
         env={**terraform_env(), "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
@@ -48,8 +81,8 @@ def report(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     return loaded
 
 
-def test_every_resource_was_created_and_destroyed(report: dict[str, Any], synth: Synth) -> None:
-    synthesized = synth.json("dev")["resource"]
+def test_every_resource_was_created_and_destroyed(report: dict[str, Any], dev_dir: Path) -> None:
+    synthesized = json.loads((dev_dir / "cdk.tf.json").read_text())["resource"]
     assert report["state_resources"] == sum(len(v) for v in synthesized.values())
     assert report["after_destroy_groups"] == 0
 
@@ -58,11 +91,14 @@ def test_group_sizes_and_health_checks(report: dict[str, Any]) -> None:
     [group] = report["observed"]["groups"]
     # Created at the market-hours minimum: a first deploy may land in market hours.
     assert (group["MinSize"], group["MaxSize"]) == (
-        FLEET_POLICY.market_hours.min_replicas,
-        FLEET_POLICY.max_replicas,
+        DEV_POLICY.market_hours.min_replicas,
+        DEV_POLICY.max_replicas,
     )
     assert group["HealthCheckType"] == "ELB"
-    assert group["HealthCheckGracePeriod"] == cold_start.health_check_grace_period_s()
+    # The emulated stack fetches its weights at boot: the grace period allows for the copy.
+    assert group["HealthCheckGracePeriod"] == (
+        cold_start.health_check_grace_period_s() + MODEL_FETCH_ALLOWANCE_S
+    )
     [target_group] = report["observed"]["target_groups"]
     assert group["TargetGroupARNs"] == [target_group["TargetGroupArn"]]
     assert target_group["HealthCheckPath"] == "/health/ready"
@@ -113,11 +149,11 @@ def test_a_deploy_leaves_the_minimum_the_schedule_or_an_override_set(
     # WHEN the stack is applied again THEN the minimum is still theirs, the maximum the stack's.
     redeploys = report["redeploys"]
     assert [r["reason"] for r in redeploys] == ["prewarm", "override", "close"]
-    assert redeploys[0]["set_min"] == FLEET_POLICY.market_hours.min_replicas == 2
-    assert redeploys[1]["set_min"] == FLEET_POLICY.max_replicas
+    assert redeploys[0]["set_min"] == DEV_POLICY.market_hours.min_replicas == 2
+    assert redeploys[1]["set_min"] == DEV_POLICY.max_replicas
     for redeploy in redeploys:
         assert redeploy["min_after_deploy"] == redeploy["set_min"], redeploy
-        assert redeploy["max_after_deploy"] == FLEET_POLICY.max_replicas, redeploy
+        assert redeploy["max_after_deploy"] == DEV_POLICY.max_replicas, redeploy
 
 
 def test_scheduled_actions_keep_their_time_zone(report: dict[str, Any]) -> None:
@@ -127,8 +163,8 @@ def test_scheduled_actions_keep_their_time_zone(report: dict[str, Any]) -> None:
         if a["ScheduledActionName"].startswith("market-hours-")
     }
     assert actions["market-hours-prewarm"]["Recurrence"] == "50 8 * * 1,2,3,4,5"
-    assert actions["market-hours-prewarm"]["MinSize"] == 2
-    assert actions["market-hours-close"]["MinSize"] == 1
+    assert actions["market-hours-prewarm"]["MinSize"] == DEV_POLICY.market_hours.min_replicas
+    assert actions["market-hours-close"]["MinSize"] == DEV_POLICY.default.min_replicas
     assert {a["TimeZone"] for a in actions.values()} == {"America/New_York"}
 
 
@@ -163,3 +199,32 @@ def test_listener_routes_only_the_api_and_the_dashboard_exists(report: dict[str,
 def test_calendar_function_is_deployed(report: dict[str, Any]) -> None:
     names = [f["FunctionName"] for f in report["observed"]["functions"]]
     assert any("calendar" in name for name in names), names
+
+
+def test_the_alarm_topic_is_encrypted_with_the_stacks_rotated_key(report: dict[str, Any]) -> None:
+    [topic] = report["observed"]["topic_attributes"]
+    # The topic's key is one the stack made (not an AWS-managed one moto lists as well).
+    [key] = [
+        k for k in report["observed"]["keys"] if topic["KmsMasterKeyId"] in (k["KeyId"], k["Arn"])
+    ]
+    assert key["Rotation"] is True
+    statements = {s["Sid"]: s for s in json.loads(key["Policy"])["Statement"]}
+    publish = statements["CloudWatchAlarmsPublish"]
+    assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert publish["Condition"]["StringEquals"]["aws:SourceAccount"] == key["Arn"].split(":")[4]
+
+
+def test_the_api_name_points_at_the_load_balancer_with_an_issued_certificate(
+    report: dict[str, Any],
+) -> None:
+    records = {(r["Name"].rstrip("."), r["Type"]): r for r in report["observed"]["records"]}
+    alias = records[(EMULATED_DOMAIN, "A")]["AliasTarget"]
+    [balancer] = report["observed"]["load_balancers"]
+    assert alias["DNSName"].rstrip(".").lower() == balancer["DNSName"].lower()
+    [certificate] = report["observed"]["certificates"]
+    assert (certificate["DomainName"], certificate["Status"]) == (EMULATED_DOMAIN, "ISSUED")
+    [validation] = certificate["DomainValidationOptions"]
+    record = validation["ResourceRecord"]
+    assert (record["Name"].rstrip("."), record["Type"]) in records
+    [listener] = report["observed"]["listeners"]
+    assert listener["Certificates"][0]["CertificateArn"] == certificate["CertificateArn"]

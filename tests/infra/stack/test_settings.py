@@ -5,22 +5,24 @@ from __future__ import annotations
 import pytest
 
 from infra.main import main
-from infra.policy import PolicyError
+from infra.policy import FLEET_POLICY, PolicyError
 from infra.stack.settings import load_settings
+
+from .conftest import DEPLOY_SETTINGS, NAMED_SETTINGS, REPO
 
 
 def test_each_environment_has_its_own_defaults() -> None:
     dev, prod = load_settings("dev"), load_settings("prod")
     assert (dev.environment, prod.environment) == ("dev", "prod")
     assert dev.instance_type == prod.instance_type == "g5.xlarge"
-    assert dev.state_bucket is None and prod.state_bucket is not None
     assert prod.warm_pool and not dev.warm_pool
     assert dev.vpc_cidr != prod.vpc_cidr
     assert (dev.image_ssm_parameter, dev.image_id) == ("/finsight/ami/latest", None)
-    assert (prod.model_bucket, prod.model_prefix) == (
-        "finsight-models-123456789012",
-        "llama-3.1-8b-instruct/",
-    )
+    # Account-specific values have no default: an example ARN would deploy (issue 11, 6).
+    for settings in (dev, prod):
+        assert settings.certificate_arn is None and settings.tenants_secret_arn is None
+        assert settings.state_bucket is None and settings.model_location is None
+        assert (settings.model_bucket, settings.model_prefix) == (None, None)
 
 
 def test_environment_variables_override_one_environment_only(
@@ -49,6 +51,16 @@ def test_environment_variables_override_one_environment_only(
         ),
         ({"tenants_secret_arn": "finsight/tenants"}, "tenants_secret_arn"),
         ({"model_location": "/opt/models"}, "model_location"),
+        # An empty key prefix would grant the whole bucket (issue 11, 10).
+        ({"model_location": "s3://finsight-models/"}, "model_location"),
+        ({"model_location": "s3://finsight-models"}, "model_location"),
+        ({"model_location": "s3://finsight-models/weights*/"}, "model_location"),
+        ({"min_replicas": 5}, "min_replicas"),
+        ({"max_replicas": 0}, "max_replicas"),
+        ({"max_replicas": 17}, "max_replicas"),
+        ({"max_replicas": 1}, "market_hours_min_replicas"),
+        ({"market_hours_min_replicas": 0, "min_replicas": 1}, "market_hours_min_replicas"),
+        ({"api_domain": "api.finsight.example.com"}, "api_domain"),
         ({"alarm_email": "nobody"}, "alarm_email"),
         ({"log_retention_days": 8}, "log_retention_days"),
         ({"longest_request_s": 5}, "longest_request_s"),
@@ -103,3 +115,49 @@ def test_an_api_domain_is_a_lower_case_dns_name_with_its_zone(overrides: dict[st
     assert refused.value.field == "prod.api_domain"
     settings = load_settings("prod", api_domain="api.example.com", hosted_zone_id="Z0123456789ABC")
     assert settings.api_domain == "api.example.com"
+
+
+def test_the_root_volume_is_never_smaller_than_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The image's size is one number, in the file the Packer template reads (issue 11, 1).
+    image_gb = int((REPO / "ami" / "root-volume-gb").read_text())
+    for environment in ("dev", "prod"):
+        assert load_settings(environment).root_volume_gb == image_gb
+        with pytest.raises(PolicyError) as refused:
+            load_settings(environment, root_volume_gb=image_gb - 1)
+        assert refused.value.field == f"{environment}.root_volume_gb"
+        assert f"between {image_gb}" in refused.value.problem and "16384" in refused.value.problem
+        assert load_settings(environment, root_volume_gb=image_gb + 50).root_volume_gb > image_gb
+    monkeypatch.setenv("FINSIGHT_PROD_ROOT_VOLUME_GB", "100")
+    with pytest.raises(PolicyError, match=r"prod\.root_volume_gb"):
+        load_settings("prod")
+
+
+def test_a_deploy_needs_the_account_settings_and_names_their_variables() -> None:
+    dev, prod = load_settings("dev"), load_settings("prod")
+    assert set(dev.deploy_blockers()) == {"certificate_arn", "tenants_secret_arn"}
+    assert set(prod.deploy_blockers()) == {"certificate_arn", "tenants_secret_arn", "state_bucket"}
+    assert "FINSIGHT_PROD_CERTIFICATE_ARN" in prod.deploy_blockers()["certificate_arn"]
+    assert "FINSIGHT_DEV_TENANTS_SECRET_ARN" in dev.deploy_blockers()["tenants_secret_arn"]
+    assert "FINSIGHT_PROD_STATE_BUCKET" in prod.deploy_blockers()["state_bucket"]
+    for environment, overrides in DEPLOY_SETTINGS.items():
+        assert load_settings(environment, **overrides).deploy_blockers() == {}
+    # With a name in a hosted zone the stack requests the certificate itself.
+    assert load_settings("prod", **NAMED_SETTINGS).deploy_blockers() == {}
+
+
+def test_dev_runs_one_instance_without_a_market_hours_minimum() -> None:
+    # Issue 11, 9: dev followed prod's schedule, about 2 g5 through every trading day.
+    dev, prod = load_settings("dev"), load_settings("prod")
+    assert dev.replica_sizes(FLEET_POLICY) == (1, 1, 1)
+    assert prod.replica_sizes(FLEET_POLICY) == (
+        FLEET_POLICY.default.min_replicas,
+        FLEET_POLICY.market_hours.min_replicas,
+        FLEET_POLICY.max_replicas,
+    )
+    policy = dev.fleet_policy(FLEET_POLICY)
+    assert (policy.default.min_replicas, policy.market_hours.min_replicas) == (1, 1)
+    assert policy.max_replicas == 1
+    # Everything else is the shared policy's.
+    assert policy.default.target_ongoing_requests == FLEET_POLICY.default.target_ongoing_requests
+    bigger = load_settings("dev", max_replicas=3, market_hours_min_replicas=2)
+    assert bigger.replica_sizes(FLEET_POLICY) == (1, 2, 3)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from infra.policy import FLEET_POLICY, cold_start, effective_schedule
+from infra.policy import FLEET_POLICY, FleetPolicy, cold_start, effective_schedule
 from infra.policy.aws_rules import compile_scaling_rules
 from infra.stack.fleet import GATEWAY_ENV_PATH, VLLM_ENV_PATH
 from infra.stack.market_calendar import CALENDAR_ALARMS
@@ -26,10 +26,9 @@ from infra.stack.schedule import CLOSE_ACTION, PREWARM_ACTION
 from infra.stack.settings import load_settings
 from infra.stack.stack import AWS_PROVIDER_VERSION
 
-from .conftest import FIXED_IMAGE, Synth
+from .conftest import DEPLOY_SETTINGS, FIXED_IMAGE, Synth
 
 Stack = dict[str, Any]
-RULES = compile_scaling_rules(FLEET_POLICY)
 REFERENCE = re.compile(r"^\$\{(aws_[a-z0-9_]+)\.([\w-]+)\.([a-z_]+)\}$")
 DATA_REFERENCE = re.compile(r"^\$\{data\.(aws_[a-z0-9_]+)\.([\w-]+)\.([a-z_]+)\}$")
 
@@ -74,6 +73,11 @@ def stack_environment(stack: Stack) -> str:
     return environment
 
 
+def stack_policy(stack: Stack) -> FleetPolicy:
+    """The policy this stack compiled: the shared one with its environment's sizes."""
+    return load_settings(stack_environment(stack)).fleet_policy(FLEET_POLICY)
+
+
 @pytest.fixture(params=["dev", "prod"])
 def stack(request: pytest.FixtureRequest, synth: Synth) -> Stack:
     return synth.json(request.param)
@@ -83,10 +87,15 @@ def test_provider_constraint_works_offline_and_with_6x(stack: Stack) -> None:
     assert stack["terraform"]["required_providers"]["aws"]["version"] == AWS_PROVIDER_VERSION
 
 
-def test_state_is_local_in_dev_and_locked_s3_in_prod(dev: Stack, prod: Stack) -> None:
+def test_state_is_local_in_dev_and_locked_s3_in_prod(
+    dev: Stack, prod: Stack, deployable: dict[str, Stack]
+) -> None:
     local = dev["terraform"]["backend"]["local"]["path"]
     assert not local.startswith("/")
-    s3 = prod["terraform"]["backend"]["s3"]
+    # No example bucket by default: prod's state goes to the bucket the deployer names.
+    assert "s3" not in prod["terraform"]["backend"]
+    s3 = deployable["prod"]["terraform"]["backend"]["s3"]
+    assert s3["bucket"] == DEPLOY_SETTINGS["prod"]["state_bucket"]
     assert s3["use_lockfile"] is True and s3["encrypt"] is True
     assert s3["key"].startswith("prod/")
 
@@ -132,12 +141,21 @@ def test_only_the_api_is_routed_health_and_metrics_stay_private(stack: Stack) ->
     assert default["type"] == "fixed-response" and default["fixed_response"]["status_code"] == "404"
 
 
-def test_https_only_with_tls12_and_http_redirected(stack: Stack) -> None:
+def test_https_only_with_tls12_and_no_cleartext_listener(
+    stack: Stack, deployable: dict[str, Stack]
+) -> None:
     listeners = {b["port"]: b for b in resources(stack, "aws_lb_listener").values()}
+    # Port 80 is neither listened on nor open: a redirect would come after the bearer key
+    # had crossed in cleartext.
+    assert set(listeners) == {443}
+    ingress = [
+        b for b in resources(stack, "aws_security_group_rule").values() if b["type"] == "ingress"
+    ]
+    assert [(rule["from_port"], rule["to_port"]) for rule in ingress] == [(443, 443)]
     assert listeners[443]["ssl_policy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
-    assert listeners[443]["certificate_arn"].startswith("arn:aws:acm:us-east-1:")
-    [redirect] = listeners[80]["default_action"]
-    assert redirect["redirect"] == {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}
+    environment = stack_environment(stack)
+    [deployed] = resources(deployable[environment], "aws_lb_listener").values()
+    assert deployed["certificate_arn"] == DEPLOY_SETTINGS[environment]["certificate_arn"]
 
 
 def test_load_balancer_drops_bad_headers_logs_encrypted_and_outlives_long_streams(
@@ -182,18 +200,20 @@ def test_a_deploy_leaves_the_minimum_to_the_schedule(stack: Stack) -> None:
         action["scheduled_action_name"]: action["min_size"]
         for action in resources(stack, "aws_autoscaling_schedule").values()
     }
+    policy = stack_policy(stack)
     assert minimums == {
-        PREWARM_ACTION: FLEET_POLICY.market_hours.min_replicas,
-        CLOSE_ACTION: FLEET_POLICY.default.min_replicas,
+        PREWARM_ACTION: policy.market_hours.min_replicas,
+        CLOSE_ACTION: policy.default.min_replicas,
     }
 
 
 def test_group_size_grace_and_warmup_come_from_the_policy_and_cold_start(stack: Stack) -> None:
     _, group = one(stack, "aws_autoscaling_group")
+    policy = stack_policy(stack)
     # Created at the market-hours minimum (a first deploy may land in market hours).
     assert (group["min_size"], group["max_size"]) == (
-        FLEET_POLICY.market_hours.min_replicas,
-        FLEET_POLICY.max_replicas,
+        policy.market_hours.min_replicas,
+        policy.max_replicas,
     )
     assert "desired_capacity" not in group
     assert group["health_check_type"] == "ELB"
@@ -282,8 +302,12 @@ def test_launch_template_requires_imdsv2_and_encrypts_the_root_volume(stack: Sta
     )
 
 
-def test_user_data_writes_the_gateway_contract_and_no_secret(stack: Stack) -> None:
-    settings = load_settings(stack_environment(stack))
+def test_user_data_writes_the_gateway_contract_and_no_secret(
+    stack: Stack, deployable: dict[str, Stack]
+) -> None:
+    environment = stack_environment(stack)
+    settings = load_settings(environment, **DEPLOY_SETTINGS[environment])
+    stack = deployable[environment]
     _, template = one(stack, "aws_launch_template")
     user_data = base64.b64decode(template["user_data"]).decode()
     assert user_data.startswith("#cloud-config\n")
@@ -310,8 +334,10 @@ def test_user_data_writes_the_gateway_contract_and_no_secret(stack: Stack) -> No
     assert not re.search(r"(?i)(password|api[_-]?key|secret_access|token)=", user_data)
 
 
-def test_instance_role_is_least_privilege(stack: Stack) -> None:
-    settings = load_settings(stack_environment(stack))
+def test_instance_role_is_least_privilege(stack: Stack, deployable: dict[str, Stack]) -> None:
+    environment = stack_environment(stack)
+    settings = load_settings(environment, **DEPLOY_SETTINGS[environment])
+    stack = deployable[environment]
     fleet_policies = [
         body for name, body in resources(stack, "aws_iam_role_policy").items() if "fleet" in name
     ]
@@ -369,9 +395,10 @@ def test_scaling_alarms_and_steps_are_the_compiled_rules(stack: Stack) -> None:
     name = f"finsight-serving-{stack_environment(stack)}"
     alarms = fleet_alarms(stack)
     policies = {b["name"]: b for b in resources(stack, "aws_autoscaling_policy").values()}
+    rules = compile_scaling_rules(stack_policy(stack))
     for alarm, rule, suffix in (
-        (SCALING_ALARMS[0], RULES.scale_out, "scale-out"),
-        (SCALING_ALARMS[1], RULES.scale_in, "scale-in"),
+        (SCALING_ALARMS[0], rules.scale_out, "scale-out"),
+        (SCALING_ALARMS[1], rules.scale_in, "scale-in"),
     ):
         body = alarms[alarm_name(name, alarm)]
         assert body["metric_name"] == "OngoingRequests" and body["statistic"] == "Average"
@@ -429,15 +456,19 @@ def test_scheduled_actions_come_from_the_policy_schedule(stack: Stack) -> None:
         assert action["max_size"] == -1 and action["desired_capacity"] == -1
     # An ordinary week (no holiday, no early close): the effective schedule's changes are
     # exactly the cron's firings, with the same minimum.
-    week = effective_schedule(FLEET_POLICY, dt.date(2026, 12, 7), 7)
-    by_minimum = {a["min_size"]: a["recurrence"] for a in recurring.values()}
-    assert set(by_minimum) == {change.min_replicas for change in week}
-    for change in week:
-        minute, hour, _, _, days = by_minimum[change.min_replicas].split()
-        local = change.local_time
-        assert (int(minute), int(hour)) == (local.minute, local.hour)
-        assert str((local.weekday() + 1) % 7) in days.split(",")
-    assert len(week) == 2 * len(FLEET_POLICY.schedule.weekdays)
+    policy = stack_policy(stack)
+    assert recurring["market-hours-prewarm"]["min_size"] == policy.market_hours.min_replicas
+    assert recurring["market-hours-close"]["min_size"] == policy.default.min_replicas
+    if policy.market_hours.min_replicas != policy.default.min_replicas:
+        week = effective_schedule(policy, dt.date(2026, 12, 7), 7)
+        by_minimum = {a["min_size"]: a["recurrence"] for a in recurring.values()}
+        assert set(by_minimum) == {change.min_replicas for change in week}
+        for change in week:
+            minute, hour, _, _, days = by_minimum[change.min_replicas].split()
+            local = change.local_time
+            assert (int(minute), int(hour)) == (local.minute, local.hour)
+            assert str((local.weekday() + 1) % 7) in days.split(",")
+        assert len(week) == 2 * len(policy.schedule.weekdays)
     assert recurring["market-hours-prewarm"]["recurrence"] == "50 8 * * 1,2,3,4,5"
     assert recurring["market-hours-close"]["recurrence"] == "0 16 * * 1,2,3,4,5"
 
@@ -476,7 +507,7 @@ def test_dashboard_tells_the_scaling_story(stack: Stack) -> None:
     assert namespaces == {settings.cloudwatch_namespace}
     [signal] = [w for w in body["widgets"] if "OngoingRequests" in json.dumps(w)]
     lines = [a["value"] for a in signal["properties"]["annotations"]["horizontal"]]
-    assert RULES.scale_out.alarm.threshold in lines
+    assert compile_scaling_rules(stack_policy(stack)).scale_out.alarm.threshold in lines
 
 
 def test_log_groups_keep_logs_for_the_environment_retention(stack: Stack) -> None:
