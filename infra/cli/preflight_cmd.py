@@ -84,7 +84,7 @@ def settings_for_stack(name: str) -> StackSettings:
 
 def most_instances(settings: StackSettings) -> int:
     """The group's maximum, as the stack compiles it, plus the warm pool's instances."""
-    maximum = compile_scaling_rules(FLEET_POLICY).max_capacity
+    maximum = compile_scaling_rules(settings.fleet_policy(FLEET_POLICY)).max_capacity
     return maximum + (settings.warm_pool_size if settings.warm_pool else 0)
 
 

@@ -36,6 +36,7 @@ from infra.cli.preflight_checks import (
     check_tenants_secret,
     covers,
 )
+from infra.stack.settings import image_root_volume_gb
 
 REGION = "us-east-1"
 STACK = "finsight-serving-prod"
@@ -43,6 +44,7 @@ PREFIX = "FINSIGHT_PROD_"
 X86_AMI, ARM_AMI = "ami-12c6146b", "ami-0e9271c829888680e"  # from moto's default images
 IMAGE_PARAMETER = "/finsight/ami/latest"
 MODEL_BUCKET, MODEL_PREFIX = "finsight-models-test", "llama-3.1-8b-instruct/"
+IMAGE_ROOT_GB = image_root_volume_gb()  # the launch template's default volume
 STATE_BUCKET = "finsight-state-test"
 ALARM_EMAIL = "oncall@finsight.example"
 TENANT_KEYS = {"acme": "sk-acme-secret-key", "globex": "sk-globex-secret-key"}
@@ -261,8 +263,9 @@ def pending_subscription(account: Account) -> None:
 def oversized_root(account: Account) -> None:
     from moto.ec2.models import ec2_backends
 
-    # moto makes every image's root snapshot 15 GiB; a Packer build's is 150.
-    ec2_backends[DEFAULT_ACCOUNT_ID][REGION].amis[account.image_id].ebs_snapshot.volume.size = 150
+    # moto makes every image's root snapshot 15 GiB; this one is an image built bigger than
+    # ami/root-volume-gb says (the launch template's default), 200 GiB.
+    ec2_backends[DEFAULT_ACCOUNT_ID][REGION].amis[account.image_id].ebs_snapshot.volume.size = 200
 
 
 def remove_object(key: str) -> Callable[[Account], None]:
@@ -334,8 +337,8 @@ FAILURES: dict[str, tuple[str, Breakage, str]] = {
     "image root larger than the volume": (
         "image",
         oversized_root,
-        "its root snapshot is 150 GiB, larger than the launch template's 100 GiB volume "
-        "(EC2 refuses the launch): set FINSIGHT_PROD_ROOT_VOLUME_GB to at least 150",
+        f"its root snapshot is 200 GiB, larger than the launch template's {IMAGE_ROOT_GB} GiB "
+        "volume (EC2 refuses the launch): set FINSIGHT_PROD_ROOT_VOLUME_GB to at least 200",
     ),
     "model config missing": ("model", remove_object("config.json"), "has no config.json"),
     "model weights missing": (
@@ -601,8 +604,11 @@ def test_settings_left_unset_fail_naming_their_variable(aws: None) -> None:
     assert check_tenants_secret(secrets, secret_arn=None, env_prefix=PREFIX).detail == (
         "not set: set FINSIGHT_PROD_TENANTS_SECRET_ARN to the tenants secret's ARN"
     )
-    assert check_model(s3, model_location=None, env_prefix=PREFIX).detail == (
-        "not set: set FINSIGHT_PROD_MODEL_LOCATION to the model's s3:// prefix"
+    # The model location is optional: the image carries its weights.
+    baked = check_model(s3, model_location=None, env_prefix=PREFIX)
+    assert (baked.status, baked.detail) == (
+        "pass",
+        "weights baked into the image (FINSIGHT_PROD_MODEL_LOCATION not set)",
     )
     prod, dev = (
         check_state_bucket(

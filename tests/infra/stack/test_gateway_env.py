@@ -33,7 +33,7 @@ from tests.ami.unitfile import (
     unit_environment,
 )
 
-from .conftest import Synth
+from .conftest import DEPLOY_SETTINGS
 
 # A policy proposal that raises the target above the old admission cap of 20 and lengthens
 # the metric period (the upscale delay follows, as `fleet policy` asks).
@@ -90,15 +90,18 @@ def changed(tmp_path_factory: pytest.TempPathFactory) -> Deployed:
     )
     outdir = tmp_path_factory.mktemp("changed-policy")
     app = App(outdir=str(outdir), context={"targetVersions": TARGET_VERSIONS})
-    FleetStack(app, load_settings("dev", longest_request_s=LONGEST_REQUEST_S), policy)
+    settings = load_settings("dev", **DEPLOY_SETTINGS["dev"], longest_request_s=LONGEST_REQUEST_S)
+    FleetStack(app, settings, policy)
     app.synth()
     path = outdir / "stacks" / "finsight-serving-dev" / "cdk.tf.json"
     return Deployed(json.loads(path.read_text()))
 
 
 @pytest.fixture(params=["dev", "prod"])
-def deployed(request: pytest.FixtureRequest, synth: Synth) -> Deployed:
-    return Deployed(synth.json(request.param))
+def deployed(request: pytest.FixtureRequest, deployable: dict[str, dict[str, Any]]) -> Deployed:
+    # With every deploy setting: a review synth names no tenants secret, so its env file
+    # could not start a gateway (its plan stops on a precondition first).
+    return Deployed(deployable[request.param])
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +130,10 @@ def _keep_alive_s(unit: Unit, gateway_env: dict[str, str], tmp_path: Path) -> in
 # --- policy edits reach the gateways ---------------------------------------------------
 
 
-def test_a_policy_change_changes_the_written_env(changed: Deployed, synth: Synth) -> None:
-    before = Deployed(synth.json("dev")).gateway_env
+def test_a_policy_change_changes_the_written_env(
+    changed: Deployed, deployable: dict[str, dict[str, Any]]
+) -> None:
+    before = Deployed(deployable["dev"]).gateway_env
     after = changed.gateway_env
     assert before["GATEWAY_MAX_ONGOING_REQUESTS"] == "20"
     assert after["GATEWAY_MAX_ONGOING_REQUESTS"] == str(2 * RAISED_TARGET)
