@@ -56,6 +56,10 @@ MAX_UNZIPPED_BYTES = 250 * 1000 * 1000
 # names the build machine's interpreter).
 _EXCLUDED_PARTS = {"__pycache__", "bin"}
 _EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+# A dist-info RECORD lists the hash of each console script, whose shebang is the path of the
+# interpreter that ran pip: the same pins vendored from another venv path (the cdktf CLI's
+# synth, a fresh clone) would give another zip. Nothing at run time reads it.
+_EXCLUDED_METADATA = "RECORD"
 
 
 class PackageError(RuntimeError):
@@ -161,6 +165,8 @@ def _files_under(root: Path, prefix: str) -> Iterator[tuple[str, Path]]:
         if not path.is_file() or _EXCLUDED_PARTS & set(relative.parts):
             continue
         if path.name.endswith(_EXCLUDED_SUFFIXES):
+            continue
+        if path.name == _EXCLUDED_METADATA and path.parent.name.endswith(".dist-info"):
             continue
         yield (f"{prefix}{relative.as_posix()}", path)
 

@@ -47,11 +47,30 @@ def runtime_python() -> str:
 def test_two_independent_builds_give_the_same_bytes(
     built: lambda_package.LambdaPackage, tmp_path: Path
 ) -> None:
-    # A second output directory means a second pip install and a second compression.
-    again = build("market_calendar", out_dir=tmp_path)
-    assert again.path != built.path
-    assert again.path.read_bytes() == built.path.read_bytes()
-    assert again.sha256 == built.sha256
+    # A second output directory means a second pip install and a second compression, here
+    # by the same venv reached through another path (as the cdktf CLI's synth reaches it):
+    # pip writes that path into console scripts' shebangs, and their hashes into RECORD.
+    venv_link = tmp_path / "venv-elsewhere"
+    venv_link.symlink_to(Path(sys.prefix))
+    out = tmp_path / "again"
+    result = subprocess.run(
+        [
+            str(venv_link / "bin" / "python"),
+            "-c",
+            "import sys; from infra.lambda_package import build; "
+            "print(build('market_calendar', out_dir=__import__('pathlib').Path(sys.argv[1])).path)",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    again = Path(result.stdout.strip())
+    assert again != built.path
+    assert again.read_bytes() == built.path.read_bytes()
 
 
 def test_entries_have_fixed_times_modes_and_order(built: lambda_package.LambdaPackage) -> None:
