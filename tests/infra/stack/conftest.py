@@ -4,9 +4,11 @@ tests read the JSON they wrote."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cdktn import App
@@ -14,6 +16,9 @@ from cdktn import App
 from infra.main import TARGET_VERSIONS, build_app
 from infra.stack.settings import StackSettings, load_settings
 from infra.stack.stack import FleetStack
+
+if TYPE_CHECKING:
+    from .emulated import BackgroundCycle
 
 REPO = Path(__file__).resolve().parents[3]
 FIXED_IMAGE = "ami-0123456789abcdef0"
@@ -136,3 +141,24 @@ def named(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The prod stack with an API domain in a hosted zone and no certificate ARN."""
     outdir = tmp_path_factory.mktemp("named")
     return synth_stacks(outdir, load_settings("prod", **NAMED_SETTINGS))["prod"]
+
+
+# The emulator cycle of this session, when its tests were collected.
+EMULATOR_CYCLE: pytest.StashKey[BackgroundCycle] = pytest.StashKey()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """When the emulator's tests are selected (after -m and -k), start its cycle now and
+    run those tests last, so its minutes of provider polling overlap the other tests."""
+    from .emulated import start
+
+    emulated = [item for item in items if item.path.name == "test_emulator.py"]
+    if not emulated:
+        return
+    items[:] = [item for item in items if item.path.name != "test_emulator.py"] + emulated
+    workdir = Path(tempfile.mkdtemp(prefix="finsight-emulator-"))
+    config.add_cleanup(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    cycle = start(workdir)
+    config.stash[EMULATOR_CYCLE] = cycle
+    config.add_cleanup(cycle.stop)

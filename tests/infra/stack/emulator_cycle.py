@@ -289,10 +289,11 @@ def redeploys(workdir: Path, autoscaling: Any, observed: dict[str, Any]) -> list
     [group] = observed["groups"]
     name = group["AutoScalingGroupName"]
     actions = {a["ScheduledActionName"]: a for a in observed["scheduled_actions"]}
+    # The stack creates the group at the market-hours minimum, so a re-apply over the 08:50
+    # action's minimum could not tell a stack that resets min_size from one that leaves it:
+    # the two minimums that differ from the created one can.
     minimums = [
-        # 08:50 on a trading day, then a deploy at 11:00.
-        ("prewarm", actions["market-hours-prewarm"]["MinSize"]),
-        # A live `fleet override` at the group's maximum.
+        # A live `fleet override` at the group's maximum, during market hours.
         ("override", group["MaxSize"]),
         # After the 16:00 close: a deploy in the evening does not raise it either.
         ("close", actions["market-hours-close"]["MinSize"]),
