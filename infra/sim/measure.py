@@ -1,0 +1,297 @@
+"""Measure a live OpenAI-compatible server (vLLM) for `fleet calibrate`: streamed requests
+with the reference traffic's prompt and output lengths, bounded in count and time.
+
+Prompts are token ids (the completions API accepts them), random per request so that
+vLLM's prefix cache cannot make a prefill free, and generation ignores end-of-sequence so
+that every stream yields exactly the output length asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from infra.sim.replica_fit import MIN_THROUGHPUT_GAIN, LevelSample, PrefillSample
+from infra.sim.traffic import Scenario
+
+# Prompt token ids drawn from here: ordinary tokens in any BPE vocabulary of a few hundred
+# entries or more (special tokens sit at the ends), so no id is refused or stops generation.
+PROMPT_TOKEN_IDS = range(100, 600)
+# Prompt lengths for the time-to-first-token line, as fractions of the longest one.
+PREFILL_LADDER = (0.125, 0.25, 0.5, 1.0)
+PREFILL_REPEATS = 2
+MAX_CONCURRENCY = 64
+# Room left in the context for the tokens a server adds (BOS and the like).
+CONTEXT_MARGIN = 8
+
+
+class MeasureError(RuntimeError):
+    """The server could not be measured; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """Token lengths the calibration sends, and a note when they had to be clipped."""
+
+    prefill_prompts: tuple[int, ...]
+    level_prompt: int
+    output: int
+    clipped: str | None = None
+
+
+REFERENCE = Scenario()
+
+
+def plan_lengths(max_model_len: int | None, scenario: Scenario = REFERENCE) -> Lengths:
+    """The reference traffic's lengths, clipped to the server's context if it is shorter.
+
+    The batch levels use the median prompt and output; the prefill ladder spans up to twice
+    the median prompt. A context too short for them shrinks the output to half of it and
+    the prompts to what is left, keeping the ladder's proportions.
+    """
+    output = round(scenario.output_median)
+    longest = min(round(2 * scenario.prompt_median), scenario.prompt_range[1])
+    level_prompt = round(scenario.prompt_median)
+    clipped = None
+    if max_model_len is not None and longest + output + CONTEXT_MARGIN > max_model_len:
+        output = min(output, max_model_len // 2)
+        room = max_model_len - output - CONTEXT_MARGIN
+        if room < 16:
+            raise MeasureError(
+                f"the server's max_model_len {max_model_len} is too short to measure"
+            )
+        level_prompt = max(1, round(room * level_prompt / longest))
+        longest = room
+        clipped = (
+            f"server max_model_len {max_model_len}: prompts clipped to "
+            f"{round(longest * PREFILL_LADDER[0])}-{longest} tokens (reference "
+            f"{round(2 * scenario.prompt_median * PREFILL_LADDER[0])}-"
+            f"{round(2 * scenario.prompt_median)}), output to {output} "
+            f"(reference {round(scenario.output_median)})"
+        )
+    prompts = tuple(max(1, round(longest * fraction)) for fraction in PREFILL_LADDER)
+    return Lengths(prompts, level_prompt, output, clipped)
+
+
+@dataclass(frozen=True)
+class StreamTiming:
+    """One streamed request, times in seconds on the monotonic clock."""
+
+    started: float
+    first_token: float
+    last_token: float
+    prompt_tokens: int
+    output_tokens: int
+
+    @property
+    def ttft_s(self) -> float:
+        return self.first_token - self.started
+
+    @property
+    def inter_token_s(self) -> float:
+        return (self.last_token - self.first_token) / max(self.output_tokens - 1, 1)
+
+
+def decoding_at_once(timings: Sequence[StreamTiming]) -> int:
+    """The most streams between their first and last token at one moment.
+
+    Each interval is trimmed by one token's time at both ends, so a stream that starts as
+    another ends (a queued request taking the freed place) is not counted as running with it.
+    """
+    events: list[tuple[float, int]] = []
+    for timing in timings:
+        trim = timing.inter_token_s
+        start, end = timing.first_token + trim, timing.last_token - trim
+        if end > start:
+            events += [(start, 1), (end, -1)]
+    running = peak = 0
+    for _, step in sorted(events, key=lambda event: (event[0], event[1])):
+        running += step
+        peak = max(peak, running)
+    return max(peak, 1)
+
+
+def level_sample(concurrency: int, timings: Sequence[StreamTiming]) -> LevelSample:
+    wall_s = max(t.last_token for t in timings) - min(t.started for t in timings)
+    return LevelSample(
+        concurrency=concurrency,
+        inter_token_s=statistics.median(t.inter_token_s for t in timings),
+        output_tokens_per_s=sum(t.output_tokens for t in timings) / wall_s,
+        running=decoding_at_once(timings),
+    )
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    key: str
+    model: str
+    max_model_len: int | None
+
+
+def _headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def discover(client: httpx.Client, base_url: str, key: str) -> Server:
+    """The served model and its context length, from /v1/models."""
+    try:
+        response = client.get(f"{base_url}/v1/models", headers=_headers(key))
+    except httpx.HTTPError as error:
+        raise MeasureError(f"{base_url}/v1/models: {error or type(error).__name__}") from None
+    if response.status_code != 200:
+        raise MeasureError(f"{base_url}/v1/models answered {response.status_code}")
+    try:
+        first = response.json()["data"][0]
+        model = str(first["id"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise MeasureError(f"{base_url}/v1/models: no model listed") from None
+    max_model_len = first.get("max_model_len")
+    return Server(base_url, key, model, int(max_model_len) if max_model_len else None)
+
+
+async def stream_one(
+    client: httpx.AsyncClient, server: Server, prompt_tokens: int, output_tokens: int
+) -> StreamTiming:
+    """One streamed completion; raises MeasureError unless it yields every token asked for."""
+    body = {
+        "model": server.model,
+        "prompt": [random.choice(PROMPT_TOKEN_IDS) for _ in range(prompt_tokens)],
+        "max_tokens": output_tokens,
+        "min_tokens": output_tokens,
+        "ignore_eos": True,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    started = time.monotonic()
+    first = last = 0.0
+    usage: dict[str, int] = {}
+    async with client.stream(
+        "POST", f"{server.base_url}/v1/completions", json=body, headers=_headers(server.key)
+    ) as response:
+        if response.status_code != 200:
+            text = (await response.aread()).decode(errors="replace")[:200]
+            raise MeasureError(f"/v1/completions answered {response.status_code}: {text}")
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[len("data: ") :])
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            if any(choice.get("text") for choice in chunk.get("choices", [])):
+                last = time.monotonic()
+                first = first or last
+    produced = int(usage.get("completion_tokens", 0))
+    if not first or produced < output_tokens:
+        raise MeasureError(f"asked for {output_tokens} tokens, the server produced {produced}")
+    return StreamTiming(
+        started, first, last, int(usage.get("prompt_tokens", prompt_tokens)), produced
+    )
+
+
+@dataclass
+class Budget:
+    """How long and how many requests the calibration may still use."""
+
+    deadline: float
+    requests_left: int
+
+    def remaining_s(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def take(self, requests: int) -> bool:
+        if requests > self.requests_left or self.remaining_s() <= 0:
+            return False
+        self.requests_left -= requests
+        return True
+
+
+@dataclass
+class Measurements:
+    prefill: list[PrefillSample] = field(default_factory=list)
+    levels: list[LevelSample] = field(default_factory=list)
+    stopped: str = ""  # why the concurrency ladder ended
+
+
+async def _batch(
+    client: httpx.AsyncClient,
+    server: Server,
+    budget: Budget,
+    count: int,
+    prompt_tokens: int,
+    output_tokens: int,
+) -> list[StreamTiming] | None:
+    """`count` streams at once, or None when the budget does not allow them all."""
+    if not budget.take(count):
+        return None
+    requests = [stream_one(client, server, prompt_tokens, output_tokens) for _ in range(count)]
+    try:
+        return list(await asyncio.wait_for(asyncio.gather(*requests), budget.remaining_s()))
+    except TimeoutError:
+        return None
+
+
+async def measure(
+    server: Server,
+    lengths: Lengths,
+    budget: Budget,
+    say: Callable[[str], None],
+    max_concurrency: int = MAX_CONCURRENCY,
+) -> Measurements:
+    """Warm up, then the prefill ladder alone, then doubling concurrency until throughput
+    stops growing, the server queues, or the budget runs out."""
+    found = Measurements()
+    limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=8)
+    timeout = httpx.Timeout(
+        connect=10.0, read=max(budget.remaining_s(), 1.0), write=10.0, pool=None
+    )
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        if await _batch(client, server, budget, 1, lengths.prefill_prompts[0], 2) is None:
+            raise MeasureError("the budget ran out during the warm-up request")
+        for prompt in lengths.prefill_prompts * PREFILL_REPEATS:
+            timings = await _batch(client, server, budget, 1, prompt, 2)
+            if timings is None:
+                raise MeasureError("the budget ran out while measuring time to first token")
+            found.prefill.append(PrefillSample(timings[0].prompt_tokens, timings[0].ttft_s))
+        say(
+            "time to first token: "
+            + ", ".join(f"{s.prompt_tokens} tok {s.ttft_s * 1000:.1f} ms" for s in found.prefill)
+        )
+        concurrency = 1
+        while concurrency <= max_concurrency:
+            timings = await _batch(
+                client, server, budget, concurrency, lengths.level_prompt, lengths.output
+            )
+            if timings is None:
+                found.stopped = (
+                    f"the time or request budget ran out before concurrency {concurrency}"
+                )
+                break
+            level = level_sample(concurrency, timings)
+            found.levels.append(level)
+            say(
+                f"concurrency {concurrency:3d}: {level.inter_token_s * 1000:7.2f} ms/token per "
+                f"stream, {level.output_tokens_per_s:8.1f} tokens/s in all, "
+                f"{level.running} decoding at once"
+            )
+            previous = found.levels[-2] if len(found.levels) > 1 else None
+            if level.queued:
+                found.stopped = f"the server queued streams at concurrency {concurrency}"
+                break
+            if previous and level.output_tokens_per_s < (1 + MIN_THROUGHPUT_GAIN) * (
+                previous.output_tokens_per_s
+            ):
+                found.stopped = f"throughput stopped growing at concurrency {concurrency}"
+                break
+            concurrency *= 2
+        else:
+            found.stopped = f"reached the highest concurrency tried ({max_concurrency})"
+    return found
