@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 
@@ -41,11 +42,15 @@ def predicted(
     "model",
     [
         A10G_VLLM,
-        ReplicaModel(decode_tokens_per_s=55.0, batch_slowdown=0.03, prefill_speedup=40.0, max_num_seqs=20),
-        ReplicaModel(decode_tokens_per_s=7.5, batch_slowdown=0.5, prefill_speedup=250.0, max_num_seqs=5),
+        ReplicaModel(
+            decode_tokens_per_s=55.0, batch_slowdown=0.03, prefill_speedup=40.0, max_num_seqs=20
+        ),
+        ReplicaModel(
+            decode_tokens_per_s=7.5, batch_slowdown=0.5, prefill_speedup=250.0, max_num_seqs=5
+        ),
     ],
     ids=["a10g-defaults", "fast-wide", "slow-narrow"],
-)  # fmt: skip
+)
 def test_fit_recovers_the_parameters_of_a_server_that_queues(model: ReplicaModel) -> None:
     prefill, levels = predicted(model)
 
@@ -63,7 +68,7 @@ def test_without_queueing_the_limit_is_where_throughput_stops_growing() -> None:
     # GIVEN a compute-bound server that runs every stream: each doubling adds less
     model = ReplicaModel(batch_slowdown=0.5, max_num_seqs=4_096)
     prefill, levels = predicted(model)
-    gains = [b.output_tokens_per_s / a.output_tokens_per_s for a, b in zip(levels, levels[1:])]
+    gains = [b.output_tokens_per_s / a.output_tokens_per_s for a, b in itertools.pairwise(levels)]
     knee = next(i for i, gain in enumerate(gains) if gain < 1.10)
 
     result = fit(prefill, levels)
@@ -92,17 +97,29 @@ def test_out_of_range_measurements_are_clamped_and_said() -> None:
 
 
 def test_concurrency_limit_of_a_queueing_server_is_the_most_it_ran() -> None:
-    levels = [LevelSample(1, 0.03, 33, 1), LevelSample(8, 0.05, 160, 8), LevelSample(16, 0.06, 170, 11)]
+    levels = [
+        LevelSample(1, 0.03, 33, 1),
+        LevelSample(8, 0.05, 160, 8),
+        LevelSample(16, 0.06, 170, 11),
+    ]
     assert concurrency_limit(levels) == 11
 
 
 @pytest.mark.parametrize(
     ("prefill", "levels", "missing"),
     [
-        ([PrefillSample(100, 0.1), PrefillSample(200, 0.2)], [LevelSample(2, 0.1, 20, 2)], "concurrency 1"),
-        ([PrefillSample(100, 0.1), PrefillSample(100, 0.2)], [LevelSample(1, 0.1, 10, 1)], "two different"),
+        (
+            [PrefillSample(100, 0.1), PrefillSample(200, 0.2)],
+            [LevelSample(2, 0.1, 20, 2)],
+            "concurrency 1",
+        ),
+        (
+            [PrefillSample(100, 0.1), PrefillSample(100, 0.2)],
+            [LevelSample(1, 0.1, 10, 1)],
+            "two different",
+        ),
     ],
-)  # fmt: skip
+)
 def test_fit_refuses_measurements_that_cannot_determine_the_model(
     prefill: list[PrefillSample], levels: list[LevelSample], missing: str
 ) -> None:
