@@ -18,9 +18,9 @@ from infra.sim.measure import Budget, MeasureError, discover, measure, plan_leng
 from infra.sim.replica_fit import FitError, fit
 from infra.sim.replica_model import FIELD_RANGES, replica_toml
 
-DEFAULT_DURATION_S = 120.0
+DEFAULT_DURATION_S = 600.0
 MAX_DURATION_S = 1_800.0
-DEFAULT_MAX_REQUESTS = 200
+DEFAULT_MAX_REQUESTS = 300
 
 
 def base_url(url: str, allow_remote: bool) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from infra.sim.replica_fit import MIN_THROUGHPUT_GAIN, LevelSample, PrefillSample
+from infra.sim.replica_fit import LevelSample, PrefillSample, stalled
 from infra.sim.traffic import Scenario
 
 # Prompt token ids drawn from here: ordinary tokens in any BPE vocabulary of a few hundred
@@ -26,7 +26,9 @@ from infra.sim.traffic import Scenario
 PROMPT_TOKEN_IDS = range(100, 600)
 # Prompt lengths for the time-to-first-token line, as fractions of the longest one.
 PREFILL_LADDER = (0.125, 0.25, 0.5, 1.0)
-PREFILL_REPEATS = 2
+PREFILL_REPEATS = 3
+# Runs of each concurrency level: alone, and with company.
+LEVEL_REPEATS = (3, 2)
 MAX_CONCURRENCY = 64
 # Room left in the context for the tokens a server adds (BOS and the like).
 CONTEXT_MARGIN = 8
@@ -81,50 +83,40 @@ def plan_lengths(max_model_len: int | None, scenario: Scenario = REFERENCE) -> L
 
 
 @dataclass(frozen=True)
-class StreamTiming:
+class RequestTiming:
     """One streamed request, times in seconds on the monotonic clock."""
 
     started: float
-    first_token: float
-    last_token: float
+    finished: float
     prompt_tokens: int
     output_tokens: int
 
     @property
-    def ttft_s(self) -> float:
-        return self.first_token - self.started
-
-    @property
-    def inter_token_s(self) -> float:
-        return (self.last_token - self.first_token) / max(self.output_tokens - 1, 1)
+    def e2e_s(self) -> float:
+        return self.finished - self.started
 
 
-def decoding_at_once(timings: Sequence[StreamTiming]) -> int:
-    """The most streams between their first and last token at one moment.
-
-    Each interval is trimmed by one token's time at both ends, so a stream that starts as
-    another ends (a queued request taking the freed place) is not counted as running with it.
-    """
-    events: list[tuple[float, int]] = []
-    for timing in timings:
-        trim = timing.inter_token_s
-        start, end = timing.first_token + trim, timing.last_token - trim
-        if end > start:
-            events += [(start, 1), (end, -1)]
-    running = peak = 0
-    for _, step in sorted(events, key=lambda event: (event[0], event[1])):
-        running += step
-        peak = max(peak, running)
-    return max(peak, 1)
+# A request that waited for a place finishes at least one whole service time after the
+# ones that ran at once; equal requests running together finish within a fraction of one.
+WAVE_GAP = 1.5
 
 
-def level_sample(concurrency: int, timings: Sequence[StreamTiming]) -> LevelSample:
-    wall_s = max(t.last_token for t in timings) - min(t.started for t in timings)
+def first_wave(timings: Sequence[RequestTiming]) -> list[RequestTiming]:
+    """The requests that ran at once: those done before `WAVE_GAP` x the quickest one."""
+    quickest = min(timing.e2e_s for timing in timings)
+    return [timing for timing in timings if timing.e2e_s < WAVE_GAP * quickest]
+
+
+def level_sample(concurrency: int, timings: Sequence[RequestTiming]) -> LevelSample:
+    wave = first_wave(timings)
+    wall_s = max(t.finished for t in timings) - min(t.started for t in timings)
     return LevelSample(
         concurrency=concurrency,
-        inter_token_s=statistics.median(t.inter_token_s for t in timings),
+        prompt_tokens=round(statistics.median(t.prompt_tokens for t in wave)),
+        output_tokens=round(statistics.median(t.output_tokens for t in wave)),
+        e2e_s=statistics.median(t.e2e_s for t in wave),
         output_tokens_per_s=sum(t.output_tokens for t in timings) / wall_s,
-        running=decoding_at_once(timings),
+        running=len(wave),
     )
 
 
@@ -159,8 +151,11 @@ def discover(client: httpx.Client, base_url: str, key: str) -> Server:
 
 async def stream_one(
     client: httpx.AsyncClient, server: Server, prompt_tokens: int, output_tokens: int
-) -> StreamTiming:
-    """One streamed completion; raises MeasureError unless it yields every token asked for."""
+) -> RequestTiming:
+    """One streamed completion; raises MeasureError unless it yields every token asked for.
+
+    Streamed, as clients call it, though only its start and end are timed (see replica_fit).
+    """
     body = {
         "model": server.model,
         "prompt": [random.choice(PROMPT_TOKEN_IDS) for _ in range(prompt_tokens)],
@@ -172,7 +167,6 @@ async def stream_one(
         "stream_options": {"include_usage": True},
     }
     started = time.monotonic()
-    first = last = 0.0
     usage: dict[str, int] = {}
     async with client.stream(
         "POST", f"{server.base_url}/v1/completions", json=body, headers=_headers(server.key)
@@ -186,14 +180,12 @@ async def stream_one(
             chunk = json.loads(line[len("data: ") :])
             if chunk.get("usage"):
                 usage = chunk["usage"]
-            if any(choice.get("text") for choice in chunk.get("choices", [])):
-                last = time.monotonic()
-                first = first or last
+    finished = time.monotonic()
     produced = int(usage.get("completion_tokens", 0))
-    if not first or produced < output_tokens:
+    if produced < output_tokens:
         raise MeasureError(f"asked for {output_tokens} tokens, the server produced {produced}")
-    return StreamTiming(
-        started, first, last, int(usage.get("prompt_tokens", prompt_tokens)), produced
+    return RequestTiming(
+        started, finished, int(usage.get("prompt_tokens", prompt_tokens)), produced
     )
 
 
@@ -228,7 +220,7 @@ async def _batch(
     count: int,
     prompt_tokens: int,
     output_tokens: int,
-) -> list[StreamTiming] | None:
+) -> list[RequestTiming] | None:
     """`count` streams at once, or None when the budget does not allow them all."""
     if not budget.take(count):
         return None
@@ -247,48 +239,54 @@ async def measure(
     max_concurrency: int = MAX_CONCURRENCY,
 ) -> Measurements:
     """Warm up, then the prefill ladder alone, then doubling concurrency until throughput
-    stops growing, the server queues, or the budget runs out."""
+    stops growing or the budget runs out."""
     found = Measurements()
     limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=8)
     timeout = httpx.Timeout(
         connect=10.0, read=max(budget.remaining_s(), 1.0), write=10.0, pool=None
     )
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-        if await _batch(client, server, budget, 1, lengths.prefill_prompts[0], 2) is None:
+        if await _batch(client, server, budget, 1, lengths.level_prompt, lengths.output) is None:
             raise MeasureError("the budget ran out during the warm-up request")
-        for prompt in lengths.prefill_prompts * PREFILL_REPEATS:
-            timings = await _batch(client, server, budget, 1, prompt, 2)
-            if timings is None:
-                raise MeasureError("the budget ran out while measuring time to first token")
-            found.prefill.append(PrefillSample(timings[0].prompt_tokens, timings[0].ttft_s))
+        for prompt in lengths.prefill_prompts:
+            # A request for one token ends at its first: its end time is its TTFT. The
+            # quickest of a few is the server's own time; the others met interference.
+            quickest: RequestTiming | None = None
+            for _ in range(PREFILL_REPEATS):
+                timings = await _batch(client, server, budget, 1, prompt, 1)
+                if timings is None:
+                    raise MeasureError("the budget ran out while measuring time to first token")
+                if quickest is None or timings[0].e2e_s < quickest.e2e_s:
+                    quickest = timings[0]
+            assert quickest is not None
+            found.prefill.append(PrefillSample(quickest.prompt_tokens, quickest.e2e_s))
         say(
-            "time to first token: "
+            "time to first token alone: "
             + ", ".join(f"{s.prompt_tokens} tok {s.ttft_s * 1000:.1f} ms" for s in found.prefill)
         )
         concurrency = 1
         while concurrency <= max_concurrency:
-            timings = await _batch(
-                client, server, budget, concurrency, lengths.level_prompt, lengths.output
-            )
-            if timings is None:
+            # The best of a few runs: a slower one met interference from outside the server.
+            runs: list[LevelSample] = []
+            for _ in range(LEVEL_REPEATS[0] if concurrency == 1 else LEVEL_REPEATS[1]):
+                timings = await _batch(
+                    client, server, budget, concurrency, lengths.level_prompt, lengths.output
+                )
+                if timings is None:
+                    break
+                runs.append(level_sample(concurrency, timings))
+            if not runs:
                 found.stopped = (
                     f"the time or request budget ran out before concurrency {concurrency}"
                 )
                 break
-            level = level_sample(concurrency, timings)
+            level = max(runs, key=lambda run: run.output_tokens_per_s)
             found.levels.append(level)
             say(
-                f"concurrency {concurrency:3d}: {level.inter_token_s * 1000:7.2f} ms/token per "
-                f"stream, {level.output_tokens_per_s:8.1f} tokens/s in all, "
-                f"{level.running} decoding at once"
+                f"concurrency {concurrency:3d}: {level.e2e_s:7.2f} s per request, "
+                f"{level.output_tokens_per_s:8.1f} tokens/s in all, {level.running} ran at once"
             )
-            previous = found.levels[-2] if len(found.levels) > 1 else None
-            if level.queued:
-                found.stopped = f"the server queued streams at concurrency {concurrency}"
-                break
-            if previous and level.output_tokens_per_s < (1 + MIN_THROUGHPUT_GAIN) * (
-                previous.output_tokens_per_s
-            ):
+            if stalled(found.levels):
                 found.stopped = f"throughput stopped growing at concurrency {concurrency}"
                 break
             concurrency *= 2

@@ -7,8 +7,8 @@ import pytest
 from infra.sim.measure import (
     CONTEXT_MARGIN,
     MeasureError,
-    StreamTiming,
-    decoding_at_once,
+    RequestTiming,
+    first_wave,
     level_sample,
     plan_lengths,
 )
@@ -41,29 +41,29 @@ def test_a_context_too_short_to_measure_is_refused() -> None:
         plan_lengths(32)
 
 
-def stream(first: float, last: float, tokens: int = 11) -> StreamTiming:
-    return StreamTiming(0.0, first, last, 100, tokens)
+def request(e2e_s: float, tokens: int = 100) -> RequestTiming:
+    return RequestTiming(0.0, e2e_s, 60, tokens)
 
 
-def test_streams_decoding_together_are_counted_together() -> None:
-    timings = [stream(1.0, 2.0), stream(1.01, 2.02), stream(1.02, 1.98)]
+def test_requests_running_together_are_one_wave() -> None:
+    timings = [request(2.0), request(2.1), request(2.3)]
 
-    assert decoding_at_once(timings) == 3
+    assert first_wave(timings) == timings
 
 
-def test_a_queued_stream_starting_as_another_ends_is_not_counted_with_it() -> None:
-    # GIVEN room for two: the third starts decoding a hair before the first one's last token
-    # arrives (client-side jitter)
-    timings = [stream(1.0, 2.0), stream(1.0, 2.0), stream(1.99, 3.0)]
+def test_requests_that_waited_for_a_place_are_not_in_the_first_wave() -> None:
+    # GIVEN room for two: the third starts when one of them ends
+    timings = [request(2.0), request(2.05), request(4.1)]
 
-    assert decoding_at_once(timings) == 2
+    assert first_wave(timings) == timings[:2]
 
 
 def test_level_sample_summarises_a_level() -> None:
-    timings = [StreamTiming(0.0, 0.5, 1.5, 100, 11), StreamTiming(0.0, 0.5, 2.5, 100, 11)]
+    timings = [request(2.0), request(2.2), request(4.0)]
 
-    level = level_sample(2, timings)
+    level = level_sample(3, timings)
 
-    assert level.inter_token_s == pytest.approx(0.15)
-    assert level.output_tokens_per_s == pytest.approx(22 / 2.5)
-    assert level.running == 2
+    assert (level.concurrency, level.running, level.queued) == (3, 2, True)
+    assert level.e2e_s == pytest.approx(2.1)
+    assert (level.prompt_tokens, level.output_tokens) == (60, 100)
+    assert level.output_tokens_per_s == pytest.approx(300 / 4.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import pytest
 
@@ -13,12 +12,14 @@ from infra.sim.replica_fit import (
     PrefillSample,
     concurrency_limit,
     fit,
+    stalled,
 )
 from infra.sim.replica_model import A10G_VLLM, ReplicaModel
 
 PROMPTS = (312, 625, 1250, 2500, 5000)
 LEVELS = (1, 2, 4, 8, 16, 32, 64)
 OVERHEAD_S = 0.035
+PROMPT, OUTPUT = 2_500, 300
 
 
 def predicted(
@@ -33,8 +34,11 @@ def predicted(
     samples = []
     for concurrency in levels:
         running = min(concurrency, model.max_num_seqs)
-        speed = model.per_sequence_speed(running)
-        samples.append(LevelSample(concurrency, 1 / speed, running * speed, running))
+        e2e_s = OVERHEAD_S + (model.prefill_units(PROMPT) + OUTPUT) / model.per_sequence_speed(
+            running
+        )
+        throughput = running * OUTPUT / e2e_s
+        samples.append(LevelSample(concurrency, PROMPT, OUTPUT, e2e_s, throughput, running))
     return prefill, samples
 
 
@@ -65,16 +69,42 @@ def test_fit_recovers_the_parameters_of_a_server_that_queues(model: ReplicaModel
 
 
 def test_without_queueing_the_limit_is_where_throughput_stops_growing() -> None:
-    # GIVEN a compute-bound server that runs every stream: each doubling adds less
+    # GIVEN a compute-bound server that runs every request: throughput per level
+    # 1, 1.33, 1.6, 1.78, 1.88, 1.94 x one request's; the last two add under 10% over 8
     model = ReplicaModel(batch_slowdown=0.5, max_num_seqs=4_096)
-    prefill, levels = predicted(model)
-    gains = [b.output_tokens_per_s / a.output_tokens_per_s for a, b in itertools.pairwise(levels)]
-    knee = next(i for i, gain in enumerate(gains) if gain < 1.10)
+    prefill, levels = predicted(model, (1, 2, 4, 8, 16, 32))
 
     result = fit(prefill, levels)
 
-    assert result.model.max_num_seqs == LEVELS[knee]
+    assert result.model.max_num_seqs == 8
     assert result.model.batch_slowdown == pytest.approx(0.5)
+
+
+def level(concurrency: int, tokens_per_s: float, running: int | None = None) -> LevelSample:
+    ran = concurrency if running is None else running
+    return LevelSample(concurrency, 100, 100, 1.0, tokens_per_s, ran)
+
+
+@pytest.mark.parametrize(
+    ("throughputs", "stop"),
+    [
+        ([100, 190, 350], False),
+        ([100, 190, 200], False),  # one level without gain may be interference
+        ([100, 190, 200, 205], True),
+        ([100, 90, 180, 170], False),  # a slow level, then growth over the best again
+        ([100, 90, 105], True),
+    ],
+)
+def test_the_ladder_stops_after_two_levels_without_gain(
+    throughputs: list[float], stop: bool
+) -> None:
+    levels = [level(2**i, tp) for i, tp in enumerate(throughputs)]
+    assert stalled(levels) is stop
+
+
+def test_one_slowed_level_does_not_set_the_knee() -> None:
+    levels = [level(1, 100), level(2, 95), level(4, 300), level(8, 310), level(16, 300)]
+    assert concurrency_limit(levels) == 4
 
 
 def test_a_limit_above_every_level_tried_is_reported_as_a_lower_bound() -> None:
@@ -98,9 +128,9 @@ def test_out_of_range_measurements_are_clamped_and_said() -> None:
 
 def test_concurrency_limit_of_a_queueing_server_is_the_most_it_ran() -> None:
     levels = [
-        LevelSample(1, 0.03, 33, 1),
-        LevelSample(8, 0.05, 160, 8),
-        LevelSample(16, 0.06, 170, 11),
+        LevelSample(1, 100, 100, 3.0, 33, 1),
+        LevelSample(8, 100, 100, 5.0, 160, 8),
+        LevelSample(16, 100, 100, 6.0, 170, 11),
     ]
     assert concurrency_limit(levels) == 11
 
@@ -110,12 +140,12 @@ def test_concurrency_limit_of_a_queueing_server_is_the_most_it_ran() -> None:
     [
         (
             [PrefillSample(100, 0.1), PrefillSample(200, 0.2)],
-            [LevelSample(2, 0.1, 20, 2)],
+            [LevelSample(2, 10, 10, 1.0, 20, 2)],
             "concurrency 1",
         ),
         (
             [PrefillSample(100, 0.1), PrefillSample(100, 0.2)],
-            [LevelSample(1, 0.1, 10, 1)],
+            [LevelSample(1, 10, 10, 1.0, 10, 1)],
             "two different",
         ),
     ],
