@@ -184,9 +184,8 @@ async def stream_one(
     produced = int(usage.get("completion_tokens", 0))
     if produced < output_tokens:
         raise MeasureError(f"asked for {output_tokens} tokens, the server produced {produced}")
-    return RequestTiming(
-        started, finished, int(usage.get("prompt_tokens", prompt_tokens)), produced
-    )
+    # The prompt is token ids, so its length is exact: servers add no BOS to ids.
+    return RequestTiming(started, finished, prompt_tokens, produced)
 
 
 @dataclass
@@ -237,6 +236,7 @@ async def measure(
     budget: Budget,
     say: Callable[[str], None],
     max_concurrency: int = MAX_CONCURRENCY,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Measurements:
     """Warm up, then the prefill ladder alone, then doubling concurrency until throughput
     stops growing or the budget runs out."""
@@ -245,7 +245,7 @@ async def measure(
     timeout = httpx.Timeout(
         connect=10.0, read=max(budget.remaining_s(), 1.0), write=10.0, pool=None
     )
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=timeout, transport=transport) as client:
         if await _batch(client, server, budget, 1, lengths.level_prompt, lengths.output) is None:
             raise MeasureError("the budget ran out during the warm-up request")
         for prompt in lengths.prefill_prompts:

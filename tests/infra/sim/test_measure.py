@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import httpx
 import pytest
 
 from infra.sim.measure import (
     CONTEXT_MARGIN,
+    Budget,
     MeasureError,
+    Measurements,
     RequestTiming,
+    Server,
     first_wave,
     level_sample,
+    measure,
     plan_lengths,
 )
+from infra.sim.replica_fit import fit
+from tests.fakes.fake_vllm import FakeVllm, FakeVllmConfig
 
 
 def test_a_long_context_gets_the_reference_lengths_unclipped() -> None:
@@ -67,3 +77,47 @@ def test_level_sample_summarises_a_level() -> None:
     assert level.e2e_s == pytest.approx(2.1)
     assert (level.prompt_tokens, level.output_tokens) == (60, 100)
     assert level.output_tokens_per_s == pytest.approx(300 / 4.0)
+
+
+def measure_fake(
+    config: FakeVllmConfig, budget: Budget, max_concurrency: int = 8
+) -> tuple[Measurements, list[str]]:
+    said: list[str] = []
+    fake = FakeVllm(config)
+    server = Server("http://fake-vllm", "key", config.model, config.max_model_len)
+    found = asyncio.run(
+        measure(
+            server,
+            plan_lengths(config.max_model_len),
+            budget,
+            said.append,
+            max_concurrency=max_concurrency,
+            transport=httpx.ASGITransport(app=fake.app),
+        )
+    )
+    return found, said
+
+
+def test_measure_finds_the_decode_speed_and_the_slots_of_a_fake_vllm() -> None:
+    # GIVEN a server with 3 slots that takes 1 ms per token whatever runs beside it
+    config = FakeVllmConfig(tokens=128, token_delay_ms=1.0, slots=3)
+
+    found, said = measure_fake(config, Budget(time.monotonic() + 60, 300))
+    result = fit(found.prefill, found.levels)
+
+    assert [level.concurrency for level in found.levels] == [1, 2, 4, 8]
+    assert [level.running for level in found.levels] == [1, 2, 3, 3]
+    assert result.model.max_num_seqs == 3
+    # 1 ms per token, plus the event loop's own time per token
+    assert 250 < result.model.decode_tokens_per_s <= 1_000
+    assert result.model.batch_slowdown < 0.1
+    assert any(line.startswith("concurrency   4:") for line in said)
+
+
+def test_measure_stops_within_its_request_budget() -> None:
+    config = FakeVllmConfig(tokens=128, slots=8)
+
+    found, _ = measure_fake(config, Budget(time.monotonic() + 60, 1 + 12 + 3 + 2 * 2 + 1))
+
+    assert [level.concurrency for level in found.levels] == [1, 2]
+    assert "budget ran out before concurrency 4" in found.stopped
