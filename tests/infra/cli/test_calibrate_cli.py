@@ -12,6 +12,7 @@ from infra.cli.common import CommandError
 from infra.cli.main import main
 from infra.sim.replica_model import ReplicaModel, replica_toml
 from tests.infra.cli.test_simulate_cli import HEADER, fleet_status, run_fleet
+from tests.processes import free_port
 
 
 @pytest.mark.parametrize(
@@ -40,6 +41,17 @@ def test_a_remote_host_is_refused_with_exit_2_and_one_line() -> None:
     assert result.stderr.count("\n") == 1
     assert "10.0.3.7 is not a loopback address" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_server_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+
+    result = run_fleet("calibrate", "--url", url, "--key", "k", "--out", str(tmp_path / "r.toml"))
+
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert f"{url}/v1/models" in result.stderr
+    assert not (tmp_path / "r.toml").exists()
 
 
 @pytest.fixture
