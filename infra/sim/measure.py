@@ -9,6 +9,7 @@ that every stream yields exactly the output length asked for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import statistics
@@ -32,6 +33,9 @@ LEVEL_REPEATS = (3, 2)
 MAX_CONCURRENCY = 64
 # Room left in the context for the tokens a server adds (BOS and the like).
 CONTEXT_MARGIN = 8
+# vLLM's gauge of requests in the running batch, polled while a level runs.
+RUNNING_METRIC = "vllm:num_requests_running"
+METRICS_INTERVAL_S = 0.05
 
 
 class MeasureError(RuntimeError):
@@ -101,14 +105,25 @@ class RequestTiming:
 WAVE_GAP = 1.5
 
 
-def first_wave(timings: Sequence[RequestTiming]) -> list[RequestTiming]:
-    """The requests that ran at once: those done before `WAVE_GAP` x the quickest one."""
+def first_wave(
+    timings: Sequence[RequestTiming], running_seen: int | None = None
+) -> list[RequestTiming]:
+    """The requests that ran at once.
+
+    With the server's own count of running requests, the quickest that many; without it,
+    those done before `WAVE_GAP` x the quickest one (which a server slow to admit requests
+    can blur: their end times spread even when they all ran together).
+    """
+    if running_seen:  # a count of 0 means every poll fell between requests
+        return sorted(timings, key=lambda timing: timing.e2e_s)[: max(running_seen, 1)]
     quickest = min(timing.e2e_s for timing in timings)
     return [timing for timing in timings if timing.e2e_s < WAVE_GAP * quickest]
 
 
-def level_sample(concurrency: int, timings: Sequence[RequestTiming]) -> LevelSample:
-    wave = first_wave(timings)
+def level_sample(
+    concurrency: int, timings: Sequence[RequestTiming], running_seen: int | None = None
+) -> LevelSample:
+    wave = first_wave(timings, running_seen)
     wall_s = max(t.finished for t in timings) - min(t.started for t in timings)
     return LevelSample(
         concurrency=concurrency,
@@ -212,6 +227,35 @@ class Measurements:
     stopped: str = ""  # why the concurrency ladder ended
 
 
+def running_requests(metrics_text: str) -> int | None:
+    """vLLM's `vllm:num_requests_running` from a /metrics page (summed over engines)."""
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics_text.splitlines()
+        if line.startswith((RUNNING_METRIC + " ", RUNNING_METRIC + "{"))
+    ]
+    return round(sum(values)) if values else None
+
+
+async def _most_running(
+    client: httpx.AsyncClient, server: Server, done: asyncio.Event
+) -> int | None:
+    """The most requests vLLM reported running while `done` was unset; None without /metrics."""
+    most: int | None = None
+    while not done.is_set():
+        try:
+            response = await client.get(f"{server.base_url}/metrics")
+        except httpx.HTTPError:
+            return most
+        running = running_requests(response.text) if response.status_code == 200 else None
+        if running is None:
+            return most
+        most = max(most or 0, running)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), METRICS_INTERVAL_S)
+    return most
+
+
 async def _batch(
     client: httpx.AsyncClient,
     server: Server,
@@ -219,15 +263,22 @@ async def _batch(
     count: int,
     prompt_tokens: int,
     output_tokens: int,
-) -> list[RequestTiming] | None:
-    """`count` streams at once, or None when the budget does not allow them all."""
+) -> tuple[list[RequestTiming], int | None] | None:
+    """`count` streams at once, with the most vLLM reported running meanwhile (None if it
+    does not say); None when the budget does not allow them all."""
     if not budget.take(count):
         return None
+    done = asyncio.Event()
+    watcher = asyncio.create_task(_most_running(client, server, done))
     requests = [stream_one(client, server, prompt_tokens, output_tokens) for _ in range(count)]
     try:
-        return list(await asyncio.wait_for(asyncio.gather(*requests), budget.remaining_s()))
+        timings = list(await asyncio.wait_for(asyncio.gather(*requests), budget.remaining_s()))
     except TimeoutError:
         return None
+    finally:
+        done.set()
+        most_running = await watcher
+    return timings, most_running
 
 
 async def measure(
@@ -253,11 +304,12 @@ async def measure(
             # quickest of a few is the server's own time; the others met interference.
             quickest: RequestTiming | None = None
             for _ in range(PREFILL_REPEATS):
-                timings = await _batch(client, server, budget, 1, prompt, 1)
-                if timings is None:
+                batch = await _batch(client, server, budget, 1, prompt, 1)
+                if batch is None:
                     raise MeasureError("the budget ran out while measuring time to first token")
-                if quickest is None or timings[0].e2e_s < quickest.e2e_s:
-                    quickest = timings[0]
+                timing = batch[0][0]
+                if quickest is None or timing.e2e_s < quickest.e2e_s:
+                    quickest = timing
             assert quickest is not None
             found.prefill.append(PrefillSample(quickest.prompt_tokens, quickest.e2e_s))
         say(
@@ -269,12 +321,12 @@ async def measure(
             # The best of a few runs: a slower one met interference from outside the server.
             runs: list[LevelSample] = []
             for _ in range(LEVEL_REPEATS[0] if concurrency == 1 else LEVEL_REPEATS[1]):
-                timings = await _batch(
+                batch = await _batch(
                     client, server, budget, concurrency, lengths.level_prompt, lengths.output
                 )
-                if timings is None:
+                if batch is None:
                     break
-                runs.append(level_sample(concurrency, timings))
+                runs.append(level_sample(concurrency, *batch))
             if not runs:
                 found.stopped = (
                     f"the time or request budget ran out before concurrency {concurrency}"

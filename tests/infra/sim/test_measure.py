@@ -19,6 +19,7 @@ from infra.sim.measure import (
     level_sample,
     measure,
     plan_lengths,
+    running_requests,
 )
 from infra.sim.replica_fit import fit
 from tests.fakes.fake_vllm import FakeVllm, FakeVllmConfig
@@ -66,6 +67,26 @@ def test_requests_that_waited_for_a_place_are_not_in_the_first_wave() -> None:
     timings = [request(2.0), request(2.05), request(4.1)]
 
     assert first_wave(timings) == timings[:2]
+
+
+def test_the_servers_count_of_running_requests_sets_the_first_wave() -> None:
+    # GIVEN a server slow to admit requests: four ran together, their ends spread widely
+    timings = [request(1.0), request(1.7), request(2.4), request(3.0), request(6.0)]
+
+    assert first_wave(timings, running_seen=4) == timings[:4]
+    assert first_wave(timings, running_seen=0) == timings[:1]  # no count: end times alone
+
+
+def test_running_requests_reads_vllms_gauge() -> None:
+    page = (
+        "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+        "# TYPE vllm:num_requests_running gauge\n"
+        'vllm:num_requests_running{engine="0",model_name="m"} 7.0\n'
+        'vllm:num_requests_running_total{engine="0"} 99.0\n'
+        'vllm:num_requests_waiting{engine="0",model_name="m"} 3.0\n'
+    )
+    assert running_requests(page) == 7
+    assert running_requests("gateway_requests_total 5\n") is None
 
 
 def test_level_sample_summarises_a_level() -> None:
