@@ -21,6 +21,7 @@ from infra.cli.common import (
 from infra.policy import FleetPolicy
 from infra.sim.aws import AwsMechanics
 from infra.sim.progress import ProgressBar
+from infra.sim.replica_model import A10G_VLLM, ReplicaModel, ReplicaModelError, load_replica
 from infra.sim.report import as_json, table
 from infra.sim.runner import Simulation, run_configs
 from infra.sim.sla import Sla
@@ -32,9 +33,23 @@ REFERENCE_START = dt.date(2026, 12, 1)
 MAX_DAYS = 366
 
 
+def replica_file(text: str) -> ReplicaModel:
+    try:
+        return load_replica(Path(text))
+    except ReplicaModelError as error:
+        raise argparse.ArgumentTypeError(f"{text}: {error}") from None
+
+
 def add_simulation_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `fleet simulate` and `fleet check`."""
     add_policy_option(parser)
+    parser.add_argument(
+        "--replica",
+        type=replica_file,
+        default=A10G_VLLM,
+        metavar="FILE.toml",
+        help="the replica model (as `fleet calibrate` writes it); default: the A10G model",
+    )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (>= 0)")
     parser.add_argument(
         "--ttft-sla",
@@ -76,6 +91,7 @@ def simulation_from(args: argparse.Namespace, policy: FleetPolicy) -> Simulation
         seed=args.seed,
         sla=Sla(ttft_s=args.ttft_sla, e2e_s=args.e2e_sla),
         mechanics=mechanics,
+        model=args.replica,
     )
 
 

@@ -17,7 +17,29 @@ prompt/output ratios below and errs toward optimistic time to first token under 
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The range each field accepts, inclusive: wide enough for any GPU or CPU a replica could
+# run on, narrow enough that a unit slip (ms for s, a fraction for a factor) is refused.
+FIELD_RANGES: dict[str, tuple[float, float]] = {
+    "decode_tokens_per_s": (0.1, 100_000.0),
+    "batch_slowdown": (0.0, 10.0),
+    "prefill_speedup": (0.1, 100_000.0),
+    "max_num_seqs": (1, 4_096),
+}
+
+
+class ReplicaModelError(ValueError):
+    """A replica parameter outside its range; the message names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -44,6 +66,20 @@ class ReplicaModel:
     # 12 sequences of the reference scenario's ~3.5k-token (prompt + output) requests.
     max_num_seqs: int = 12
 
+    def __post_init__(self) -> None:
+        for name, (low, high) in FIELD_RANGES.items():
+            value = getattr(self, name)
+            whole = name == "max_num_seqs"
+            kind = "a whole number" if whole else "a number"
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ReplicaModelError(name, f"must be {kind}, got {value!r}")
+            if whole and not isinstance(value, int):
+                raise ReplicaModelError(name, f"must be {kind}, got {value!r}")
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ReplicaModelError(
+                    name, f"must be between {low:g} and {high:g}, got {value!r}"
+                )
+
     def per_sequence_speed(self, running: int) -> float:
         """Decode-token equivalents per second each running sequence receives."""
         if running <= 0:
@@ -59,3 +95,41 @@ class ReplicaModel:
 
 
 A10G_VLLM = ReplicaModel()
+
+
+def replica_from_mapping(values: dict[str, Any], base: ReplicaModel = A10G_VLLM) -> ReplicaModel:
+    """`base` with the fields `values` lists; an unknown or out-of-range field is refused."""
+    known = {f.name for f in dataclasses.fields(ReplicaModel)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ReplicaModelError(unknown[0], f"unknown field; allowed: {', '.join(sorted(known))}")
+    return dataclasses.replace(base, **values)
+
+
+def load_replica(path: Path) -> ReplicaModel:
+    """A replica model from TOML (`fleet calibrate` writes one); missing fields keep defaults.
+
+    The fields sit at the top level or under a `[replica]` table.
+    """
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise ReplicaModelError(str(path), f"cannot read: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ReplicaModelError(str(path), f"not valid TOML: {error}") from None
+    table = data.get("replica", data)
+    if not isinstance(table, dict):
+        raise ReplicaModelError("replica", "must be a table")
+    fields = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    return replica_from_mapping(fields)
+
+
+def replica_toml(model: ReplicaModel, comments: list[str] | None = None) -> str:
+    """The TOML `load_replica` reads, with `comments` (one line each) on top."""
+    lines = [f"# {line}" for line in comments or []]
+    lines.append("[replica]")
+    for name in FIELD_RANGES:
+        value = getattr(model, name)
+        shown = value if isinstance(value, int) else float(f"{value:.6g}")
+        lines.append(f"{name} = {shown!r}")
+    return "\n".join(lines) + "\n"
