@@ -338,6 +338,18 @@ def gateway_argv(port: int) -> list[str]:
     return argv
 
 
+@contextlib.contextmanager
+def started_vllm(log_path: Path) -> Iterator[VllmServer]:
+    """A healthy vLLM server for the block, stopped on the way out (the slow suites' fixture)."""
+    missing = VllmServer.missing()
+    assert missing is None, f"{missing}: run `make vllm-venv tiny-model` first"
+    server = VllmServer(log_path)
+    with running(server):
+        server.start()
+        server.wait_up()
+        yield server
+
+
 class GatewayServer(ManagedProcess):
     """The gateway exactly as gateway.service starts it, but bound to loopback."""
 

@@ -25,6 +25,7 @@ from tests.processes import (
     VllmServer,
     make_tenant,
     running,
+    started_vllm,
     wait_until,
     write_tenants,
 )
@@ -120,12 +121,7 @@ async def _stream_killing_vllm_mid_answer(
 
 @pytest.fixture(scope="module")
 def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
-    missing = VllmServer.missing()
-    assert missing is None, f"{missing}: run `make vllm-venv tiny-model` first"
-    server = VllmServer(tmp_path_factory.mktemp("vllm") / "vllm.log")
-    with running(server):
-        server.start()
-        server.wait_up()
+    with started_vllm(tmp_path_factory.mktemp("vllm") / "vllm.log") as server:
         yield server
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra.sim.replica_model import load_replica
-from tests.processes import VllmServer, running
+from tests.processes import VllmServer, started_vllm
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -22,12 +22,7 @@ CALIBRATION_S = 40
 
 @pytest.fixture(scope="module")
 def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
-    missing = VllmServer.missing()
-    assert missing is None, f"{missing}: run `make vllm-venv tiny-model` first"
-    server = VllmServer(tmp_path_factory.mktemp("vllm") / "vllm.log")
-    with running(server):
-        server.start()
-        server.wait_up()
+    with started_vllm(tmp_path_factory.mktemp("vllm") / "vllm.log") as server:
         yield server
 
 
