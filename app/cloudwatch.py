@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from app.backoff import backoff_delay_s
 from app.metrics import GatewayMetrics
-from contract import GROUP_DIMENSION, ONGOING_REQUESTS_METRIC, QUEUE_DEPTH_METRIC
+from contract import DEMAND_METRIC, GROUP_DIMENSION, QUEUE_DEPTH_METRIC
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -70,7 +70,7 @@ def scaling_datapoints(
     dimensions = [{"Name": GROUP_DIMENSION, "Value": autoscaling_group_name}]
     data: list[MetricDatumTypeDef] = [
         {
-            "MetricName": ONGOING_REQUESTS_METRIC,
+            "MetricName": DEMAND_METRIC,
             "Dimensions": dimensions,  # type: ignore[typeddict-item]
             "Timestamp": timestamp,
             "StatisticValues": ongoing_requests.statistic_set(),

@@ -7,10 +7,14 @@ follows from the policy is not here: the stack computes it and writes it into ga
 
 from __future__ import annotations
 
-# CloudWatch: each gateway publishes both metrics per instance every metric period, with
-# the group as dimension, so the alarms' Average across instances is load per instance.
+# CloudWatch: each ready gateway publishes these per instance every metric period, with the
+# group as dimension, so the alarms' Average across instances is load per instance.
+# Demand: sequences in flight plus sequences queued at the gateway (the scaling signal,
+# capped by no limit). QueueDepth: sequences queued at the gateway plus vLLM's waiting.
+# Shed: requests refused in the period (503 or 429), whatever the reason.
 METRICS_NAMESPACE = "FinsightServing"  # the default; the stack writes the one it deploys
-ONGOING_REQUESTS_METRIC = "OngoingRequests"
+DEMAND_METRIC = "Demand"
+SHED_METRIC = "Shed"
 QUEUE_DEPTH_METRIC = "QueueDepth"
 GROUP_DIMENSION = "AutoScalingGroupName"
 

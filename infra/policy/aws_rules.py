@@ -24,9 +24,9 @@ from enum import StrEnum
 # The gateway's metric contract, shared with the gateway through `contract` and re-exported
 # here: each gateway publishes both metrics per instance every metric period with the
 # group's dimension, so the Average across instances is load per instance.
+from contract import DEMAND_METRIC as DEMAND_METRIC
 from contract import GROUP_DIMENSION as GROUP_DIMENSION
 from contract import METRICS_NAMESPACE as METRICS_NAMESPACE
-from contract import ONGOING_REQUESTS_METRIC as ONGOING_REQUESTS_METRIC
 from contract import QUEUE_DEPTH_METRIC as QUEUE_DEPTH_METRIC
 from infra.policy import cold_start
 from infra.policy.errors import PolicyError
@@ -191,7 +191,7 @@ def compile_scaling_rules(
     # Ray scales out as soon as the smoothed count exceeds the current one, i.e. m > target,
     # and only if that holds for the whole up delay: every datapoint must breach.
     scale_out_alarm = AlarmRule(
-        metric_name=ONGOING_REQUESTS_METRIC,
+        metric_name=DEMAND_METRIC,
         statistic="Average",
         period_s=config.metric_period_s,
         evaluation_periods=config.upscale_evaluation_periods,
@@ -208,7 +208,7 @@ def compile_scaling_rules(
     scale_in_ratio = max(0.0, 1 - 1 / (config.downscale_factor * maximum))
     scale_in_threshold = round(target * scale_in_ratio, 3)
     scale_in_alarm = AlarmRule(
-        metric_name=ONGOING_REQUESTS_METRIC,
+        metric_name=DEMAND_METRIC,
         statistic="Average",
         period_s=config.metric_period_s,
         evaluation_periods=config.downscale_evaluation_periods,
@@ -221,7 +221,7 @@ def compile_scaling_rules(
         treat_missing_data=MissingData.NOT_BREACHING,
     )
     heartbeat = AlarmRule(
-        metric_name=ONGOING_REQUESTS_METRIC,
+        metric_name=DEMAND_METRIC,
         statistic="SampleCount",
         period_s=HEARTBEAT_PERIOD_S,
         evaluation_periods=HEARTBEAT_EVALUATION_PERIODS,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from infra.policy.errors import PolicyError
 from infra.policy.market_hours import MarketHours, SpecialDay
+from infra.policy.queue import GatewayQueue
 from infra.policy.scaling import ScalingConfig, coupling_warnings
 
 
@@ -22,6 +23,8 @@ class FleetPolicy:
     market_hours: ScalingConfig
     schedule: MarketHours
     special_days: tuple[SpecialDay, ...] = ()
+    # The gateway's queue on each instance (what runs, what waits, for how long).
+    queue: GatewayQueue = field(default_factory=GatewayQueue)
 
     def __post_init__(self) -> None:
         shared = (

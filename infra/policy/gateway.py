@@ -7,22 +7,22 @@ infra/stack/fleet.py), so every number here is rendered into it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 from contract import gateway_env_name
 from infra.policy.fleet import FleetPolicy
-
-# Admission: twice the per-instance target, room for a burst while the fleet scales out
-# (the scale-out alarm needs the average above the target, which a lower cap would hide).
-ADMISSION_HEADROOM = 2
 
 
 @dataclass(frozen=True)
 class GatewayPolicySettings:
     """Fields of the gateway's settings (app/settings.py), by their field names."""
 
-    max_ongoing_requests: int
+    # The fair queue (infra/policy/queue.py), in sequences: sent to vLLM at once, waiting
+    # at most, waiting per tenant at most, and the longest wait before a 503.
+    max_running_sequences: int
+    max_queued_sequences: int
+    tenant_max_queued_sequences: int
+    max_queue_wait_s: float
     # The scaling alarms' period: one published datapoint per period and instance.
     cloudwatch_interval_s: float
 
@@ -34,8 +34,12 @@ class GatewayPolicySettings:
 def gateway_policy_settings(policy: FleetPolicy) -> GatewayPolicySettings:
     # The two configs share every field read here (FleetPolicy refuses otherwise).
     config = policy.default
+    queue = policy.queue
     return GatewayPolicySettings(
-        max_ongoing_requests=max(1, math.ceil(ADMISSION_HEADROOM * config.target_ongoing_requests)),
+        max_running_sequences=queue.max_running,
+        max_queued_sequences=queue.max_queued,
+        tenant_max_queued_sequences=queue.tenant_max_queued,
+        max_queue_wait_s=queue.max_queue_wait_s,
         cloudwatch_interval_s=float(config.metric_period_s),
     )
 

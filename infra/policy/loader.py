@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from infra.policy.errors import PolicyError
 from infra.policy.fleet import FleetPolicy
 from infra.policy.market_hours import MarketHours, SpecialDay
+from infra.policy.queue import GatewayQueue
 from infra.policy.scaling import ScalingConfig
 
 T = TypeVar("T")
@@ -69,7 +70,7 @@ def _build(cls: type[T], base: T | None, values: Mapping[str, Any], parent: str)
 
 
 def policy_from_mapping(data: Mapping[str, Any], base: FleetPolicy) -> FleetPolicy:
-    allowed = {"default", "market_hours", "schedule", "special_days"}
+    allowed = {"default", "market_hours", "queue", "schedule", "special_days"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise PolicyError(unknown[0], f"unknown section; allowed: {', '.join(sorted(allowed))}")
@@ -84,7 +85,8 @@ def policy_from_mapping(data: Mapping[str, Any], base: FleetPolicy) -> FleetPoli
         )
     else:
         special_days = base.special_days
-    return FleetPolicy(default, market, schedule, special_days)
+    queue = _build(GatewayQueue, base.queue, data.get("queue", {}), "queue")
+    return FleetPolicy(default, market, schedule, special_days, queue)
 
 
 def load_policy(path: Path, base: FleetPolicy) -> FleetPolicy:
@@ -117,4 +119,5 @@ def policy_as_mapping(policy: FleetPolicy) -> dict[str, Any]:
         "market_hours": plain(dataclasses.asdict(policy.market_hours)),
         "schedule": plain(dataclasses.asdict(policy.schedule)),
         "special_days": plain([dataclasses.asdict(d) for d in policy.special_days]),
+        "queue": plain(dataclasses.asdict(policy.queue)),
     }

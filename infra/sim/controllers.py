@@ -30,6 +30,9 @@ class FleetView:
     now_s: float
     ongoing_per_instance: Sequence[float]  # each in-service instance, mean over the period
     desired: int  # the group's current desired capacity (pending instances included)
+    # Each in-service instance's QueueDepth for the period, in the same order (empty when
+    # the engine does not model the gateway's queue).
+    queue_per_instance: Sequence[float] = ()
 
 
 class Controller(Protocol):

@@ -25,8 +25,8 @@ from cdktn_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
 from infra.policy.aws_rules import (
+    DEMAND_METRIC,
     GROUP_DIMENSION,
-    ONGOING_REQUESTS_METRIC,
     QUEUE_DEPTH_METRIC,
     ScalingRules,
 )
@@ -286,9 +286,7 @@ class Observability(Construct):
                     "Maximum",
                     namespace="AWS/AutoScaling",
                 ),
-                _metric(
-                    "ongoing", ONGOING_REQUESTS_METRIC, group, "Average", namespace=props.namespace
-                ),
+                _metric("ongoing", DEMAND_METRIC, group, "Average", namespace=props.namespace),
                 CloudwatchMetricAlarmMetricQuery(
                     id="saturated",
                     label="at max and above target",
@@ -325,7 +323,7 @@ class Observability(Construct):
         widgets = [
             graph(
                 "Ongoing requests per instance vs target (the scaling signal)",
-                [[props.namespace, ONGOING_REQUESTS_METRIC, *group, {"stat": "Average"}]],
+                [[props.namespace, DEMAND_METRIC, *group, {"stat": "Average"}]],
                 period=10,
                 annotations={
                     "horizontal": [
