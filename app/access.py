@@ -28,6 +28,7 @@ class AccessRecord:
     tenant: str | None = None
     stream: bool | None = None
     ttft_ms: float | None = None
+    queue_ms: float | None = None  # time waited for a turn in the queue (0: ran at once)
     shed_reason: str | None = None
     # What the handler counted when it differs from what was sent (a client gone: 499).
     status: int | None = None
@@ -52,6 +53,8 @@ def access_fields(
         fields["tenant"] = record.tenant
     if record.stream is not None:
         fields["stream"] = record.stream
+    if record.queue_ms is not None:
+        fields["queue_ms"] = record.queue_ms
     if record.ttft_ms is not None:
         fields["ttft_ms"] = record.ttft_ms
     if record.shed_reason is not None:

@@ -1,15 +1,18 @@
 """Publishes the scaling signal to CloudWatch every period, as 1-second-resolution metrics.
 
-`OngoingRequests` (requests in flight at this gateway) and `QueueDepth` (vLLM's waiting
-requests), dimensioned by AutoScalingGroupName so that the alarm's Average across
-instances reads "ongoing requests per instance". `OngoingRequests` is sampled every second
-and sent once a period as a statistic set (SampleCount, Sum, Minimum, Maximum): its
-Average is the period's, not one instant's, and its Maximum is the most requests in flight
-at any moment of the period (admission keeps the peak between samples), so a short burst
-is never missed. A failure is logged and retried later with back-off; it never touches
-serving. While the instance is not in service (a warm-pool instance being prepared, say:
-`should_publish` says so) nothing is sent, since its zeros would pull the group's average
-down.
+Dimensioned by AutoScalingGroupName, so that an alarm's Average across instances reads
+"per instance":
+- `Demand`: sequences running plus queued at this gateway, sampled every second and sent
+  once a period as a statistic set (SampleCount, Sum, Minimum, Maximum). Its Average is
+  the period's, not one instant's, and its Maximum is the highest demand at any moment of
+  the period (admission keeps the peak between samples), so a short burst is never missed.
+  No cap hides it: the queue lets it exceed what the instance runs.
+- `QueueDepth`: sequences queued here plus vLLM's own waiting requests, when last read.
+- `Shed`: requests refused in the period (a Sum; 0 when none).
+A failure is logged and retried later with back-off; it never touches serving. An instance
+that takes no traffic sends nothing, since its zeros would pull the group's average down:
+not yet ready, draining, or not in service (a warm-pool instance being prepared); the
+`hold_reason` callable says which, and each change is logged once.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from app.backoff import backoff_delay_s
 from app.metrics import GatewayMetrics
-from contract import DEMAND_METRIC, GROUP_DIMENSION, QUEUE_DEPTH_METRIC
+from contract import DEMAND_METRIC, GROUP_DIMENSION, QUEUE_DEPTH_METRIC, SHED_METRIC
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -39,7 +42,7 @@ EARLY_WAKE_S = 0.001
 
 @dataclass
 class PeriodSamples:
-    """One period of `OngoingRequests`: its samples, and the peak seen between them."""
+    """One period of `Demand`: its samples, and the peak seen between them."""
 
     count: int = 0
     total: float = 0.0
@@ -62,8 +65,9 @@ class PeriodSamples:
 
 
 def scaling_datapoints(
-    ongoing_requests: PeriodSamples,
-    queue_depth: float | None,
+    demand: PeriodSamples,
+    queue_depth: float,
+    shed: int,
     autoscaling_group_name: str,
     timestamp: dt.datetime,
 ) -> list[MetricDatumTypeDef]:
@@ -73,18 +77,18 @@ def scaling_datapoints(
             "MetricName": DEMAND_METRIC,
             "Dimensions": dimensions,  # type: ignore[typeddict-item]
             "Timestamp": timestamp,
-            "StatisticValues": ongoing_requests.statistic_set(),
+            "StatisticValues": demand.statistic_set(),
             "Unit": "Count",
             "StorageResolution": 1,
         }
     ]
-    if queue_depth is not None:
+    for name, value in ((QUEUE_DEPTH_METRIC, float(queue_depth)), (SHED_METRIC, float(shed))):
         data.append(
             {
-                "MetricName": QUEUE_DEPTH_METRIC,
+                "MetricName": name,
                 "Dimensions": dimensions,  # type: ignore[typeddict-item]
                 "Timestamp": timestamp,
-                "Value": float(queue_depth),
+                "Value": value,
                 "Unit": "Count",
                 "StorageResolution": 1,
             }
@@ -101,10 +105,11 @@ class CloudWatchPublisher:
         namespace: str,
         autoscaling_group_name: str,
         interval_s: float,
-        read_ongoing: Callable[[], float],
-        read_queue_depth: Callable[[], float | None],
-        read_ongoing_peak: Callable[[], float] | None = None,
-        should_publish: Callable[[], bool] = lambda: True,
+        read_demand: Callable[[], float],
+        read_queue_depth: Callable[[], float],
+        read_demand_peak: Callable[[], float] | None = None,
+        read_refused_total: Callable[[], int] = lambda: 0,
+        hold_reason: Callable[[], str | None] = lambda: None,
         sample_interval_s: float = SAMPLE_INTERVAL_S,
         max_backoff_s: float = 300.0,
     ) -> None:
@@ -113,23 +118,25 @@ class CloudWatchPublisher:
         self._namespace = namespace
         self._group = autoscaling_group_name
         self._interval_s = interval_s
-        self._read_ongoing = read_ongoing
-        self._read_ongoing_peak = read_ongoing_peak
+        self._read_demand = read_demand
+        self._read_demand_peak = read_demand_peak
         self._read_queue_depth = read_queue_depth
-        self._should_publish = should_publish
+        self._read_refused_total = read_refused_total
+        self._hold_reason = hold_reason
         self._sample_interval_s = min(sample_interval_s, interval_s)
         self._max_backoff_s = max_backoff_s
         self._samples = PeriodSamples()
         self.failures = 0
-        self.holding = False
+        self.holding: str | None = None  # why nothing is published now, if nothing is
+        self._refused_before = read_refused_total()
 
     def sample(self) -> None:
-        """Take one sample of the requests in flight (and the peak since the last one)."""
+        """Take one sample of the demand (and the peak since the last one)."""
         self._sample_into(self._samples)
 
     def _sample_into(self, samples: PeriodSamples) -> None:
-        peak = self._read_ongoing_peak() if self._read_ongoing_peak is not None else None
-        samples.add(float(self._read_ongoing()), peak)
+        peak = self._read_demand_peak() if self._read_demand_peak is not None else None
+        samples.add(float(self._read_demand()), peak)
 
     async def publish_once(self) -> bool:
         """Send the period's datapoints; False if nothing was sent (held back or failed).
@@ -138,13 +145,17 @@ class CloudWatchPublisher:
         lost rather than folded into the next one.
         """
         samples, self._samples = self._samples, PeriodSamples()
-        holding = not self._should_publish()
+        # Refusals while held back belong to no published period.
+        refused_total = self._read_refused_total()
+        shed, self._refused_before = refused_total - self._refused_before, refused_total
+        holding = self._hold_reason()
         if holding != self.holding:
+            # Logged on a change of reason only: a period's repeat says nothing new.
             self.holding = holding
-            log.info(
-                "scaling signal %s",
-                "held back: this instance is not in service" if holding else "published again",
-            )
+            if holding:
+                log.info("scaling signal held back: %s", holding)
+            else:
+                log.info("scaling signal published")
         if holding:
             return False
         if not samples.count:  # called before any sample of the period was taken
@@ -152,6 +163,7 @@ class CloudWatchPublisher:
         data = scaling_datapoints(
             samples,
             self._read_queue_depth(),
+            shed,
             self._group,
             dt.datetime.now(dt.UTC),
         )

@@ -100,7 +100,7 @@ class ConnectionGuard:
         access_record(scope).shed_reason = "connection_limit"
         gateway = getattr(scope["app"].state, "gateway", None) if "app" in scope else None
         if gateway is not None:
-            gateway.metrics.shed.labels("connection_limit").inc()
+            gateway.metrics.record_shed("connection_limit")
         body = (
             b'{"error": {"message": "This instance is at its limit of %d requests in '
             b'progress; retry shortly.", "type": "service_unavailable", "param": null, '

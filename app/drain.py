@@ -2,7 +2,8 @@
 
 Triggered by SIGTERM or by the Auto Scaling lifecycle state turning `Terminated`. The
 instance reports not-ready at once (so the load balancer stops routing to it), refuses
-new requests with 503, waits for in-flight requests and streams up to the deadline (and
+new requests with 503, waits for in-flight requests and streams, and for the requests
+already queued (they are served, not dropped), up to the deadline (and
 stays up at least a minimum time, for the load balancer to notice), then completes the
 lifecycle action (so the ASG terminates it without waiting for the hook's
 timeout) and asks the server to exit.
@@ -49,9 +50,10 @@ class Drainer:
         self.reason = reason
         self._admission.draining = True
         log.warning(
-            "draining (%s): %d requests in flight, deadline %g s",
+            "draining (%s): %d sequences running, %d queued, deadline %g s",
             reason,
-            self._admission.ongoing,
+            self._admission.running,
+            self._admission.queued,
             self._deadline_s,
         )
         self._task = asyncio.get_running_loop().create_task(self._drain())
@@ -62,12 +64,13 @@ class Drainer:
         try:
             async with asyncio.timeout(self._deadline_s):
                 await self._admission.wait_idle()
-            log.warning("drain complete: no request in flight")
+            log.warning("drain complete: no request in flight or queued")
         except TimeoutError:
             log.error(
-                "drain deadline of %g s passed with %d requests still in flight",
+                "drain deadline of %g s passed with %d sequences still running, %d queued",
                 self._deadline_s,
-                self._admission.ongoing,
+                self._admission.running,
+                self._admission.queued,
             )
         # Stay up, refusing new work, until the load balancer has had time to see the
         # instance not ready: a closed port would turn its last requests into 502s.

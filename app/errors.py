@@ -20,6 +20,7 @@ class GatewayError(Exception):
         param: str | None = None,
         retry_after_s: int | None = None,
         shed_reason: str | None = None,
+        queued_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -29,6 +30,8 @@ class GatewayError(Exception):
         self.retry_after_s = retry_after_s
         # Set on refusals that protect capacity (the `reason` of gateway_requests_shed_total).
         self.shed_reason = shed_reason
+        # Set when the request waited in the queue before this refusal (its access log).
+        self.queued_s = queued_s
 
 
 def error_response(

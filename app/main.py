@@ -80,7 +80,7 @@ def build_gateway(
     exit_process: Callable[[], None],
     metadata: InstanceMetadata | None,
 ) -> Gateway:
-    gateway_metrics = GatewayMetrics()
+    gateway_metrics = GatewayMetrics(settings.max_queue_wait_s)
     if settings.tenants_secret_id is not None:
         source = secret_source(
             runtime.client("secretsmanager", settings.aws_region), settings.tenants_secret_id
@@ -101,11 +101,14 @@ def build_gateway(
         max_idle_connections=settings.upstream_max_idle_connections,
     )
     circuit = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_cooldown_s)
+    queue_wait = gateway_metrics.queue_wait
     admission = Admission(
-        settings.max_ongoing_requests,
-        settings.retry_after_s,
-        on_shed=lambda reason: gateway_metrics.shed.labels(reason).inc(),
-        on_change=gateway_metrics.ongoing.set,
+        settings.queue_limits,
+        max_queue_wait_s=settings.max_queue_wait_s,
+        retry_after_s=settings.retry_after_s,
+        on_shed=gateway_metrics.record_shed,
+        on_change=gateway_metrics.set_queue,
+        on_queued=lambda tenant_id, waited_s: queue_wait.labels(tenant_id).observe(waited_s),
     )
     completer: LifecycleCompleter | None = None
     watcher: LifecycleWatcher | None = None
@@ -156,6 +159,22 @@ def build_gateway(
         drainer=drainer,
         lifecycle=watcher,
     )
+
+
+def _queue_depth(gateway: Gateway) -> float:
+    """Sequences queued here plus vLLM's own waiting requests (when last read)."""
+    waiting = gateway.upstream_load.waiting
+    return gateway.admission.queued + (waiting or 0.0)
+
+
+def _hold_reason(gateway: Gateway, watcher: LifecycleWatcher | None) -> str | None:
+    """Why this instance must publish nothing now, if it must not: its numbers would pull
+    the group's average down while it takes no traffic."""
+    # A warm-pool instance runs the gateway too: IMDS says when it is InService.
+    if watcher is not None and not counts_in_group_average(watcher.state):
+        return "this instance is not in service"
+    ready, reason = gateway.readiness()  # draining, or vLLM not (yet) serving
+    return None if ready else f"not ready ({reason})"
 
 
 async def _reload_tenants(gateway: Gateway) -> None:
@@ -220,16 +239,11 @@ def create_app(settings: GatewaySettings | None = None, runtime: Runtime | None 
                 namespace=settings.cloudwatch_namespace,
                 autoscaling_group_name=settings.autoscaling_group_name,
                 interval_s=settings.cloudwatch_interval_s,
-                read_ongoing=lambda: gateway.admission.ongoing,
-                read_ongoing_peak=gateway.admission.take_peak,
-                read_queue_depth=lambda: gateway.upstream_load.waiting,
-                # A warm-pool instance runs the gateway too, but must not count in the
-                # group's average: publish only while IMDS says InService.
-                should_publish=(
-                    (lambda: counts_in_group_average(watcher.state))
-                    if watcher is not None
-                    else (lambda: True)
-                ),
+                read_demand=lambda: gateway.admission.demand,
+                read_demand_peak=gateway.admission.take_peak,
+                read_queue_depth=lambda: _queue_depth(gateway),
+                read_refused_total=lambda: gateway.metrics.refused_total,
+                hold_reason=lambda: _hold_reason(gateway, watcher),
             )
             tasks.append(loop.create_task(publisher.run(), name="cloudwatch-publisher"))
         if runtime.install_signal_handlers:

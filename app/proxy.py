@@ -174,7 +174,7 @@ class Proxy:
         """The circuit's leave for one request, to hand to `forward`; 503 if it is open."""
         permit = self._circuit.allow()
         if permit is None:
-            self._metrics.shed.labels("circuit_open").inc()
+            self._metrics.record_shed("circuit_open")
             raise GatewayError(
                 503,
                 "The model server is failing; requests are refused until it recovers.",

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.fair_queue import QueueLimits
 from contract import GATEWAY_ENV_PREFIX, METRICS_NAMESPACE
 
 ENV_PREFIX = GATEWAY_ENV_PREFIX
@@ -16,9 +17,13 @@ ENV_PREFIX = GATEWAY_ENV_PREFIX
 # Defaults for a gateway started without the stack (make serve, tests). On an instance the
 # stack writes the values its policy gives (infra/policy/gateway.py) into gateway.env; a
 # test holds these defaults equal to the shipped policy's.
-# Twice the fleet's per-instance target of 10: room for a burst while the fleet scales out,
-# but a fast 503 instead of an unbounded queue beyond that.
-DEFAULT_MAX_ONGOING_REQUESTS = 20
+# The fair queue (infra/policy/queue.py), in sequences: vLLM's batch of 32 less the 2 kept
+# for the readiness probe run at once; 32 more may wait, 16 of them from one tenant, for at
+# most 30 s.
+DEFAULT_MAX_RUNNING_SEQUENCES = 30
+DEFAULT_MAX_QUEUED_SEQUENCES = 32
+DEFAULT_TENANT_MAX_QUEUED_SEQUENCES = 16
+DEFAULT_MAX_QUEUE_WAIT_S = 30.0
 # The policy's metric_period_s: the period of the high-resolution scaling alarms.
 DEFAULT_CLOUDWATCH_INTERVAL_S = 10.0
 
@@ -54,8 +59,14 @@ class GatewaySettings(BaseSettings):
     body_timeout_s: float = Field(default=10.0, gt=0, le=300)
     max_connections: int = Field(default=256, ge=1, le=100_000)
 
-    # Admission and back-pressure.
-    max_ongoing_requests: int = Field(default=DEFAULT_MAX_ONGOING_REQUESTS, ge=1, le=100_000)
+    # Admission: sequences (prompts x n) sent to vLLM at once; beyond that a bounded queue,
+    # served round-robin by tenant, each request waiting at most `max_queue_wait_s`.
+    max_running_sequences: int = Field(default=DEFAULT_MAX_RUNNING_SEQUENCES, ge=1, le=100_000)
+    max_queued_sequences: int = Field(default=DEFAULT_MAX_QUEUED_SEQUENCES, ge=0, le=100_000)
+    tenant_max_queued_sequences: int = Field(
+        default=DEFAULT_TENANT_MAX_QUEUED_SEQUENCES, ge=0, le=100_000
+    )
+    max_queue_wait_s: float = Field(default=DEFAULT_MAX_QUEUE_WAIT_S, gt=0, le=600)
     retry_after_s: int = Field(default=1, ge=1, le=3600)
     circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
     circuit_cooldown_s: float = Field(default=10.0, gt=0, le=3600)
@@ -116,7 +127,20 @@ class GatewaySettings(BaseSettings):
                 "while GATEWAY_LIFECYCLE_WATCH_ENABLED is true (set them, or "
                 "GATEWAY_LIFECYCLE_WATCH_ENABLED=false for a local run)"
             )
+        if self.tenant_max_queued_sequences > self.max_queued_sequences:
+            raise ValueError(
+                f"GATEWAY_TENANT_MAX_QUEUED_SEQUENCES ({self.tenant_max_queued_sequences}) "
+                f"cannot exceed GATEWAY_MAX_QUEUED_SEQUENCES ({self.max_queued_sequences})"
+            )
         return self
+
+    @property
+    def queue_limits(self) -> QueueLimits:
+        return QueueLimits(
+            max_running=self.max_running_sequences,
+            max_queued=self.max_queued_sequences,
+            tenant_max_queued=self.tenant_max_queued_sequences,
+        )
 
     @property
     def upstream_host(self) -> str:

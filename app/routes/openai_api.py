@@ -88,10 +88,11 @@ async def _generate(
             models=gateway.probe.models,
             max_n=settings.max_n,
             max_prompts=settings.max_prompts,
-            max_sequences=min(tenant.max_concurrent_requests, settings.max_ongoing_requests),
+            max_sequences=min(tenant.max_concurrent_requests, settings.max_running_sequences),
         )
         record.stream = generation.stream
-        ticket = gateway.admission.admit(tenant, generation.sequences)
+        ticket = await gateway.admission.admit(tenant, generation.sequences, request.receive)
+        record.queue_ms = round(ticket.queued_s * 1000, 2)
         try:
             permit = gateway.proxy.check_circuit(settings.retry_after_s)
         except GatewayError:
@@ -100,6 +101,8 @@ async def _generate(
     except GatewayError as error:
         done(error.status)
         record.shed_reason = error.shed_reason
+        if error.queued_s is not None:
+            record.queue_ms = round(error.queued_s * 1000, 2)
         raise
     return await gateway.proxy.forward(
         request, route, generation.body, generation.stream, ticket, done, permit

@@ -50,6 +50,6 @@ def test_create_app_refuses_bad_settings_naming_the_variable(
     monkeypatch.setenv("GATEWAY_TENANTS_FILE", "/etc/tenants.json")
     monkeypatch.setenv("GATEWAY_CLOUDWATCH_ENABLED", "false")
     monkeypatch.setenv("GATEWAY_LIFECYCLE_WATCH_ENABLED", "false")
-    monkeypatch.setenv("GATEWAY_MAX_ONGOING_REQUESTS", "-3")
-    with pytest.raises(SettingsError, match="GATEWAY_MAX_ONGOING_REQUESTS"):
+    monkeypatch.setenv("GATEWAY_MAX_RUNNING_SEQUENCES", "-3")
+    with pytest.raises(SettingsError, match="GATEWAY_MAX_RUNNING_SEQUENCES"):
         create_app()

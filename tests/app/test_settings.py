@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.settings import GatewaySettings, SettingsError, load_settings
+from infra.policy import FLEET_POLICY
 from infra.policy.aws_rules import METRICS_NAMESPACE
 from infra.policy.config import DEFAULT
 
@@ -24,7 +25,13 @@ def test_defaults_follow_the_issue_and_the_policy(local_env: pytest.MonkeyPatch)
     settings = load_settings()
     assert settings.upstream_url == "http://127.0.0.1:8001"
     assert (settings.upstream_host, settings.upstream_port) == ("127.0.0.1", 8001)
-    assert settings.max_ongoing_requests == 2 * DEFAULT.target_ongoing_requests
+    # The shipped policy's queue: vLLM's batch less the probe's reserve runs, 32 more wait.
+    queue = FLEET_POLICY.queue
+    assert settings.max_running_sequences == queue.max_running == 30
+    assert settings.max_queued_sequences == queue.max_queued == 32
+    assert settings.tenant_max_queued_sequences == queue.tenant_max_queued == 16
+    assert settings.max_queue_wait_s == queue.max_queue_wait_s == 30
+    assert settings.queue_limits.max_running == 30
     assert settings.cloudwatch_interval_s == DEFAULT.metric_period_s
     # The namespace the stack's alarms read, from the same constant.
     assert settings.cloudwatch_namespace == METRICS_NAMESPACE == "FinsightServing"
@@ -55,7 +62,12 @@ def test_production_settings_read_from_the_environment(local_env: pytest.MonkeyP
     [
         ("GATEWAY_PROBE_INTERVAL_S", "0", "GATEWAY_PROBE_INTERVAL_S"),
         ("GATEWAY_PROBE_INTERVAL_S", "soon", "GATEWAY_PROBE_INTERVAL_S"),
-        ("GATEWAY_MAX_ONGOING_REQUESTS", "0", "GATEWAY_MAX_ONGOING_REQUESTS"),
+        ("GATEWAY_MAX_RUNNING_SEQUENCES", "0", "GATEWAY_MAX_RUNNING_SEQUENCES"),
+        ("GATEWAY_MAX_QUEUED_SEQUENCES", "-1", "GATEWAY_MAX_QUEUED_SEQUENCES"),
+        ("GATEWAY_TENANT_MAX_QUEUED_SEQUENCES", "-1", "GATEWAY_TENANT_MAX_QUEUED_SEQUENCES"),
+        ("GATEWAY_TENANT_MAX_QUEUED_SEQUENCES", "33", "cannot exceed GATEWAY_MAX_QUEUED"),
+        ("GATEWAY_MAX_QUEUE_WAIT_S", "0", "GATEWAY_MAX_QUEUE_WAIT_S"),
+        ("GATEWAY_MAX_QUEUE_WAIT_S", "3600", "GATEWAY_MAX_QUEUE_WAIT_S"),
         ("GATEWAY_MAX_BODY_BYTES", "10", "GATEWAY_MAX_BODY_BYTES"),
         ("GATEWAY_DRAIN_DEADLINE_S", "-1", "GATEWAY_DRAIN_DEADLINE_S"),
         ("GATEWAY_MAX_N", "1000", "GATEWAY_MAX_N"),

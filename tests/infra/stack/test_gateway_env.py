@@ -35,10 +35,12 @@ from tests.ami.unitfile import (
 
 from .conftest import DEPLOY_SETTINGS
 
-# A policy proposal that raises the target above the old admission cap of 20 and lengthens
-# the metric period (the upscale delay follows, as `fleet policy` asks).
+# A policy proposal that raises the target, lengthens the metric period (the upscale delay
+# follows, as `fleet policy` asks) and gives the gateway's queue more room and less time.
 RAISED_TARGET = 25
 CHANGED_PERIOD_S = 30
+CHANGED_MAX_QUEUED = 48
+CHANGED_MAX_QUEUE_WAIT_S = 20
 LONGEST_REQUEST_S = 1800
 
 
@@ -84,7 +86,11 @@ def changed(tmp_path_factory: pytest.TempPathFactory) -> Deployed:
                 "target_ongoing_requests": RAISED_TARGET,
                 "metric_period_s": CHANGED_PERIOD_S,
                 "upscale_delay_s": 3 * CHANGED_PERIOD_S,
-            }
+            },
+            "queue": {
+                "max_queued": CHANGED_MAX_QUEUED,
+                "max_queue_wait_s": CHANGED_MAX_QUEUE_WAIT_S,
+            },
         },
         FLEET_POLICY,
     )
@@ -135,8 +141,13 @@ def test_a_policy_change_changes_the_written_env(
 ) -> None:
     before = Deployed(deployable["dev"]).gateway_env
     after = changed.gateway_env
-    assert before["GATEWAY_MAX_ONGOING_REQUESTS"] == "20"
-    assert after["GATEWAY_MAX_ONGOING_REQUESTS"] == str(2 * RAISED_TARGET)
+    assert before["GATEWAY_MAX_RUNNING_SEQUENCES"] == after["GATEWAY_MAX_RUNNING_SEQUENCES"] == "30"
+    assert before["GATEWAY_MAX_QUEUED_SEQUENCES"] == "32"
+    assert after["GATEWAY_MAX_QUEUED_SEQUENCES"] == str(CHANGED_MAX_QUEUED)
+    assert before["GATEWAY_TENANT_MAX_QUEUED_SEQUENCES"] == "16"
+    assert after["GATEWAY_TENANT_MAX_QUEUED_SEQUENCES"] == str(CHANGED_MAX_QUEUED // 2)
+    assert before["GATEWAY_MAX_QUEUE_WAIT_S"] == "30"
+    assert after["GATEWAY_MAX_QUEUE_WAIT_S"] == str(CHANGED_MAX_QUEUE_WAIT_S)
     assert before["GATEWAY_CLOUDWATCH_INTERVAL_S"] == "10"
     assert after["GATEWAY_CLOUDWATCH_INTERVAL_S"] == str(CHANGED_PERIOD_S)
 
@@ -145,8 +156,9 @@ def test_the_changed_env_loads_with_the_new_values(
     changed: Deployed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = _settings_from(changed.gateway_env, monkeypatch)
-    # Above the target, so the per-instance average can reach the scale-out threshold.
-    assert settings.max_ongoing_requests == 2 * RAISED_TARGET > RAISED_TARGET
+    assert settings.max_queued_sequences == CHANGED_MAX_QUEUED
+    assert settings.tenant_max_queued_sequences == CHANGED_MAX_QUEUED // 2
+    assert settings.max_queue_wait_s == CHANGED_MAX_QUEUE_WAIT_S
     assert settings.cloudwatch_interval_s == CHANGED_PERIOD_S
 
 
@@ -180,7 +192,13 @@ def test_the_gateways_local_defaults_are_the_shipped_policys() -> None:
     # make serve and the tests run without the stack; they see what a default deploy writes.
     derived = gateway_policy_settings(FLEET_POLICY)
     defaults = GatewaySettings.model_fields
-    assert defaults["max_ongoing_requests"].default == derived.max_ongoing_requests
+    for name in (
+        "max_running_sequences",
+        "max_queued_sequences",
+        "tenant_max_queued_sequences",
+        "max_queue_wait_s",
+    ):
+        assert defaults[name].default == getattr(derived, name), name
     assert defaults["cloudwatch_interval_s"].default == derived.cloudwatch_interval_s
 
 
