@@ -13,9 +13,10 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from app.admission import Admission
+from app.admission import Admission, Ticket
 from app.cloudwatch import CloudWatchPublisher, PeriodSamples, scaling_datapoints
 from app.main import Runtime
+from app.fair_queue import QueueLimits
 from app.metrics import GatewayMetrics
 from app.tenants import Tenant
 from tests.app.stack import chat_body, running_stack
@@ -42,7 +43,7 @@ def datapoints(client: Any, name: str, period_s: int = 1) -> list[dict[str, Any]
         StartTime=now - dt.timedelta(minutes=5),
         EndTime=now + dt.timedelta(minutes=1),
         Period=period_s,
-        Statistics=["Average", "Maximum", "Minimum", "SampleCount"],
+        Statistics=["Average", "Maximum", "Minimum", "SampleCount", "Sum"],
     )
     points: list[dict[str, Any]] = answer["Datapoints"]
     return points
@@ -50,11 +51,11 @@ def datapoints(client: Any, name: str, period_s: int = 1) -> list[dict[str, Any]
 
 def test_datapoints_are_high_resolution_and_dimensioned_by_group() -> None:
     now = dt.datetime(2026, 11, 27, 15, 0, tzinfo=dt.UTC)
-    ongoing = PeriodSamples()
+    demand = PeriodSamples()
     for value, peak in ((6, 6), (8, 11), (7, 8)):
-        ongoing.add(value, peak)
-    data = scaling_datapoints(ongoing, 3.0, GROUP, now)
-    assert [d["MetricName"] for d in data] == ["OngoingRequests", "QueueDepth"]
+        demand.add(value, peak)
+    data = scaling_datapoints(demand, 3.0, 0, GROUP, now)
+    assert [d["MetricName"] for d in data] == ["Demand", "QueueDepth", "Shed"]
     assert all(d["StorageResolution"] == 1 for d in data)
     assert all(d["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": GROUP}] for d in data)
     # The period's samples as one statistic set; the peak between samples is its Maximum.
@@ -63,23 +64,29 @@ def test_datapoints_are_high_resolution_and_dimensioned_by_group() -> None:
     }  # fmt: skip
     assert "Value" not in data[0]
     assert data[1]["Value"] == 3.0
-    # Without a reading of vLLM's queue, only OngoingRequests is sent.
-    only = scaling_datapoints(ongoing, None, GROUP, now)
-    assert [d["MetricName"] for d in only] == ["OngoingRequests"]
+    # A period without refusals says so: 0, not a missing datapoint.
+    assert data[2]["Value"] == 0.0
 
 
-def test_publish_once_lands_in_cloudwatch(aws_env: None) -> None:
+def test_publish_once_lands_in_cloudwatch_with_the_periods_refusals(aws_env: None) -> None:
+    metrics = GatewayMetrics()
+    metrics.record_shed("queue_full")  # before the publisher starts: in no period of its
     with mock_aws():
         client = boto3.client("cloudwatch", region_name="us-east-1")
         publisher = CloudWatchPublisher(
-            client, GatewayMetrics(), namespace=NAMESPACE, autoscaling_group_name=GROUP,
-            interval_s=10, read_ongoing=lambda: 12, read_queue_depth=lambda: 4.0,
+            client, metrics, namespace=NAMESPACE, autoscaling_group_name=GROUP,
+            interval_s=10, read_demand=lambda: 12, read_queue_depth=lambda: 4.0,
+            read_refused_total=lambda: metrics.refused_total,
         )  # fmt: skip
+        for reason in ("queue_full", "tenant_queue_full", "queue_timeout", "client_gone"):
+            metrics.record_shed(reason)
         assert asyncio.run(publisher.publish_once())
-        ongoing = datapoints(client, "OngoingRequests")
+        demand = datapoints(client, "Demand")
         queue = datapoints(client, "QueueDepth")
-        assert [p["Maximum"] for p in ongoing] == [12.0]
+        assert [p["Maximum"] for p in demand] == [12.0]
         assert [p["Maximum"] for p in queue] == [4.0]
+        # Three refusals; a client that left on its own is no refusal.
+        assert [p["Sum"] for p in datapoints(client, "Shed")] == [3.0]
 
 
 def test_failures_are_counted_and_back_off() -> None:
@@ -93,7 +100,7 @@ def test_failures_are_counted_and_back_off() -> None:
     metrics = GatewayMetrics()
     publisher = CloudWatchPublisher(
         client, metrics, namespace=NAMESPACE, autoscaling_group_name=GROUP, interval_s=10,
-        read_ongoing=lambda: 0, read_queue_depth=lambda: None,
+        read_demand=lambda: 0, read_queue_depth=lambda: 0.0,
     )  # fmt: skip
     delays = []
     with stubber:
@@ -121,7 +128,7 @@ def test_the_publisher_outlives_5000_failures_in_a_row() -> None:
         client = AlwaysThrottled()
         publisher = CloudWatchPublisher(
             client, GatewayMetrics(), namespace=NAMESPACE, autoscaling_group_name=GROUP,
-            interval_s=0.05, read_ongoing=lambda: 0, read_queue_depth=lambda: None,
+            interval_s=0.05, read_demand=lambda: 0, read_queue_depth=lambda: 0.0,
             max_backoff_s=0,  # no waiting: 5,000 rounds in about a second
         )  # type: ignore[arg-type]  # fmt: skip
         task = asyncio.ensure_future(publisher.run())
@@ -135,7 +142,7 @@ def test_the_publisher_outlives_5000_failures_in_a_row() -> None:
     asyncio.run(scenario())
 
 
-def test_the_running_gateway_publishes_its_ongoing_requests(tmp_path: Path, aws_env: None) -> None:
+def test_the_running_gateway_publishes_its_demand(tmp_path: Path, aws_env: None) -> None:
     async def scenario(client: Any) -> None:
         runtime = Runtime(
             boto3_client=lambda service, region_name: client,
@@ -158,10 +165,11 @@ def test_the_running_gateway_publishes_its_ongoing_requests(tmp_path: Path, aws_
     with mock_aws():
         client = boto3.client("cloudwatch", region_name="us-east-1")
         asyncio.run(scenario(client))
-        ongoing = datapoints(client, "OngoingRequests")
-        assert sum(p["SampleCount"] for p in ongoing) >= 3
-        assert max(p["Maximum"] for p in ongoing) == 3.0
+        demand = datapoints(client, "Demand")
+        assert sum(p["SampleCount"] for p in demand) >= 3
+        assert max(p["Maximum"] for p in demand) == 3.0
         assert datapoints(client, "QueueDepth")
+        assert sum(p["Sum"] for p in datapoints(client, "Shed")) == 0
 
 
 def test_a_failing_cloudwatch_never_affects_serving(tmp_path: Path) -> None:
@@ -192,23 +200,71 @@ def test_a_failing_cloudwatch_never_affects_serving(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_nothing_is_published_while_held_back(aws_env: None) -> None:
-    in_service = False
+def test_nothing_is_published_while_held_back_and_each_change_is_logged_once(
+    aws_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    hold: str | None = "not ready (starting)"
     with mock_aws():
         client = boto3.client("cloudwatch", region_name="us-east-1")
         publisher = CloudWatchPublisher(
             client, GatewayMetrics(), namespace=NAMESPACE, autoscaling_group_name=GROUP,
-            interval_s=10, read_ongoing=lambda: 0, read_queue_depth=lambda: 0.0,
-            should_publish=lambda: in_service,
+            interval_s=10, read_demand=lambda: 0, read_queue_depth=lambda: 0.0,
+            hold_reason=lambda: hold,
         )  # fmt: skip
-        assert not asyncio.run(publisher.publish_once())
-        assert publisher.holding and publisher.failures == 0
-        assert publisher.next_delay_s() == 10  # holding back is no failure: no back-off
-        assert datapoints(client, "OngoingRequests") == []
-        in_service = True
-        assert asyncio.run(publisher.publish_once())
-        assert not publisher.holding
-        assert len(datapoints(client, "OngoingRequests")) == 1
+        with caplog.at_level("INFO", logger="app.cloudwatch"):
+            for _ in range(3):
+                assert not asyncio.run(publisher.publish_once())
+            assert publisher.holding and publisher.failures == 0
+            assert publisher.next_delay_s() == 10  # holding back is no failure: no back-off
+            assert datapoints(client, "Demand") == []
+            hold = None
+            for _ in range(2):
+                assert asyncio.run(publisher.publish_once())
+            assert not publisher.holding
+            hold = "not ready (draining: SIGTERM)"
+            assert not asyncio.run(publisher.publish_once())
+        assert len(datapoints(client, "Demand")) == 1
+        assert [r.getMessage() for r in caplog.records if r.name == "app.cloudwatch"] == [
+            "scaling signal held back: not ready (starting)",
+            "scaling signal published",
+            "scaling signal held back: not ready (draining: SIGTERM)",
+        ]
+
+
+def test_a_gateway_publishes_only_while_ready_and_not_draining(
+    tmp_path: Path, aws_env: None
+) -> None:
+    async def scenario(client: Any) -> None:
+        runtime = Runtime(
+            boto3_client=lambda service, region_name: client,
+            install_signal_handlers=False,
+            exit_process=lambda: None,
+        )
+        # GIVEN a gateway whose vLLM fails the readiness probe
+        async with running_stack(
+            tmp_path, fake_config=FakeVllmConfig(mode="fail"), runtime=runtime,
+            wait_ready=False, cloudwatch_enabled=True, autoscaling_group_name=GROUP,
+            cloudwatch_namespace=NAMESPACE, cloudwatch_interval_s=0.05, drain_min_s=5.0,
+        ) as stack:  # fmt: skip
+            await asyncio.sleep(0.4)  # eight periods
+            # THEN it publishes nothing while not ready
+            assert datapoints(client, "Demand") == []
+            # WHEN vLLM serves, THEN its datapoints arrive
+            stack.fake.config.mode = "ok"
+            await stack.wait_ready()
+            async with asyncio.timeout(3):
+                while not datapoints(client, "Demand"):
+                    await asyncio.sleep(0.05)
+            # WHEN it drains, THEN nothing more arrives (its drain lingers 5 s)
+            stack.gateway.drainer.begin("test")
+            await asyncio.sleep(0.1)
+            sent = sum(p["SampleCount"] for p in datapoints(client, "Demand"))
+            await asyncio.sleep(0.4)
+            assert sum(p["SampleCount"] for p in datapoints(client, "Demand")) == sent
+
+    with mock_aws():
+        client = boto3.client("cloudwatch", region_name="us-east-1")
+        asyncio.run(scenario(client))
 
 
 def test_a_warm_pool_instance_publishes_only_once_in_service(tmp_path: Path, aws_env: None) -> None:
@@ -233,13 +289,13 @@ def test_a_warm_pool_instance_publishes_only_once_in_service(tmp_path: Path, aws
             await asyncio.sleep(0.5)  # ten periods
             # THEN it publishes nothing while its target state is Warmed:*
             assert imds.reads > reads
-            assert datapoints(client, "OngoingRequests") == []
+            assert datapoints(client, "Demand") == []
             assert datapoints(client, "QueueDepth") == []
             assert not stack.gateway.drainer.draining
             # WHEN it leaves the pool for service, THEN its datapoints arrive
             imds.lifecycle_state = "InService"
             async with asyncio.timeout(3):
-                while not datapoints(client, "OngoingRequests"):
+                while not datapoints(client, "Demand"):
                     await asyncio.sleep(0.05)
             assert datapoints(client, "QueueDepth")
 
@@ -250,36 +306,54 @@ def test_a_warm_pool_instance_publishes_only_once_in_service(tmp_path: Path, aws
 
 def test_the_period_average_and_a_burst_between_samples_reach_cloudwatch(aws_env: None) -> None:
     acme = Tenant("acme", max_concurrent_requests=100, max_tokens=100)
-    admission = Admission(100, retry_after_s=1)
-    with mock_aws():
-        client = boto3.client("cloudwatch", region_name="us-east-1")
+
+    async def scenario(client: Any) -> None:
+        # Two sequences may run; demand beyond them waits in the queue, and counts.
+        admission = Admission(
+            QueueLimits(max_running=2, max_queued=100, tenant_max_queued=100),
+            max_queue_wait_s=10,
+            retry_after_s=1,
+        )
         publisher = CloudWatchPublisher(
             client, GatewayMetrics(), namespace=NAMESPACE, autoscaling_group_name=GROUP,
-            interval_s=10, read_ongoing=lambda: admission.ongoing, read_queue_depth=lambda: 0.0,
-            read_ongoing_peak=admission.take_peak,
+            interval_s=10, read_demand=lambda: admission.demand, read_queue_depth=lambda: 0.0,
+            read_demand_peak=admission.take_peak,
         )  # fmt: skip
-        # GIVEN a period of ten one-second samples: 2 in flight, then 4
-        steady = [admission.admit(acme) for _ in range(2)]
+
+        def queue(count: int) -> list[asyncio.Future[Ticket]]:
+            return [asyncio.ensure_future(admission.admit(acme)) for _ in range(count)]
+
+        # GIVEN a period of ten one-second samples: 2 running, then 2 more queued
+        steady = queue(2)
         for second in range(10):
             if second == 5:
-                steady += [admission.admit(acme) for _ in range(2)]
+                steady += queue(2)
             if second == 7:
                 # AND a burst of 9 more that comes and goes between two samples
-                burst = [admission.admit(acme) for _ in range(9)]
-                for ticket in burst:
-                    ticket.release()
+                burst = queue(9)
+                await asyncio.sleep(0)
+                for waiter in burst:
+                    waiter.cancel()
+                await asyncio.gather(*burst, return_exceptions=True)
+            await asyncio.sleep(0)
             publisher.sample()
-        assert asyncio.run(publisher.publish_once())
+        assert admission.running == 2 and admission.queued == 2
+        assert await publisher.publish_once()
         # THEN the datapoint carries the period's average, not its last instant, and the burst
-        (point,) = datapoints(client, "OngoingRequests", period_s=10)
+        (point,) = datapoints(client, "Demand", period_s=10)
         assert point["SampleCount"] == 10
         assert point["Average"] == 3.0
         assert (point["Minimum"], point["Maximum"]) == (2.0, 13.0)
-        # AND the next period starts afresh: one sample of the 4 still in flight
-        assert asyncio.run(publisher.publish_once())
-        points = datapoints(client, "OngoingRequests", period_s=10)  # one, or two buckets
+        # AND the next period starts afresh: one sample of the demand of 4 still there
+        assert await publisher.publish_once()
+        points = datapoints(client, "Demand", period_s=10)  # one, or two buckets
         assert sum(p["SampleCount"] for p in points) == 11
         assert sum(p["Average"] * p["SampleCount"] for p in points) == 2 * 5 + 4 * 5 + 4
+        for waiter in steady:
+            (await waiter).release()
+
+    with mock_aws():
+        asyncio.run(scenario(boto3.client("cloudwatch", region_name="us-east-1")))
 
 
 class RecordingCloudWatch:
@@ -296,8 +370,8 @@ def test_the_publisher_samples_each_second_of_its_period() -> None:
         client = RecordingCloudWatch()
         publisher = CloudWatchPublisher(
             client, GatewayMetrics(), namespace=NAMESPACE, autoscaling_group_name=GROUP,  # type: ignore[arg-type]
-            interval_s=0.2, sample_interval_s=0.02, read_ongoing=lambda: 1,
-            read_queue_depth=lambda: None,
+            interval_s=0.2, sample_interval_s=0.02, read_demand=lambda: 1,
+            read_queue_depth=lambda: 0.0,
         )  # fmt: skip
         task = asyncio.ensure_future(publisher.run())
         async with asyncio.timeout(5):
