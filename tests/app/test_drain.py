@@ -83,7 +83,7 @@ def test_lifecycle_terminated_drains_in_flight_streams_then_completes_once(
             imds_poll_interval_s=0.05, drain_deadline_s=10,
         ) as stack, stack.client() as acme, stack.client(GLOBEX_KEY) as globex:  # fmt: skip
             streams = [asyncio.ensure_future(read_stream(acme)) for _ in range(2)]
-            while stack.gateway.admission.ongoing < 2:
+            while stack.gateway.admission.running < 2:
                 await asyncio.sleep(0.01)
             # WHEN the ASG marks the instance for termination
             imds.lifecycle_state = "Terminated"
@@ -156,7 +156,7 @@ def test_sigterm_drains_and_a_deadline_bounds_the_wait(tmp_path: Path) -> None:
             stack.client() as http,
         ):
             long_stream = asyncio.ensure_future(read_stream_long(http))
-            while stack.gateway.admission.ongoing < 1:
+            while stack.gateway.admission.running < 1:
                 await asyncio.sleep(0.01)
             began = time.monotonic()
             os.kill(os.getpid(), signal.SIGTERM)

@@ -70,6 +70,7 @@ def test_every_request_writes_one_access_line_without_prompt_or_key(tmp_path: Pa
             runtime=runtime,
             fake_config=FakeVllmConfig(tokens=4, token_delay_ms=20),
             tenants=tenants_document(max_concurrent_requests=1),
+            tenant_max_queued_sequences=0,  # no waiting: beyond its 1 running, a 429
         ) as stack:
             async with stack.client() as acme:
                 # GIVEN a streamed and a whole answer for acme
@@ -81,7 +82,7 @@ def test_every_request_writes_one_access_line_without_prompt_or_key(tmp_path: Pa
                 assert streamed.status_code == 200
                 whole = await acme.post("/v1/chat/completions", json=chat_body(messages=prompt))
                 assert whole.status_code == 200
-                # AND a second concurrent acme request, shed by the tenant's limit of 1
+                # AND a second concurrent acme request, shed by the tenant's limits
                 both = await asyncio.gather(
                     acme.post("/v1/chat/completions", json=chat_body(messages=prompt)),
                     acme.post("/v1/chat/completions", json=chat_body(messages=prompt)),
@@ -114,7 +115,9 @@ def test_every_request_writes_one_access_line_without_prompt_or_key(tmp_path: Pa
     assert len(whole_lines) == 3
     assert all("ttft_ms" not in line for line in whole_lines)
     shed = [line for line in whole_lines if line["status"] == 429]
-    assert len(shed) == 1 and shed[0]["shed_reason"] == "tenant_limit"
+    assert len(shed) == 1 and shed[0]["shed_reason"] == "tenant_queue_full"
+    # Each admitted request says how long it waited for its turn: here, not at all.
+    assert [line["queue_ms"] for line in generation if line["status"] == 200] == [0, 0, 0]
     assert shed[0]["tenant"] == "acme"
     assert all("shed_reason" not in line for line in lines if line["status"] != 429)
     models = next(line for line in lines if line["route"] == "/v1/models")

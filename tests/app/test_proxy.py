@@ -65,7 +65,7 @@ def test_a_request_admitted_before_the_trial_leaving_lets_no_second_trial_throug
             assert "failing" in refused.json()["error"]["message"]
             trial.cancel()
             async with asyncio.timeout(3):
-                while stack.gateway.admission.ongoing:
+                while stack.gateway.admission.running:
                     await asyncio.sleep(0.01)
 
     asyncio.run(scenario())
@@ -198,11 +198,11 @@ def test_a_client_that_stops_reading_is_cut_off_with_its_slot_freed_and_memory_b
                     while sent != previous:
                         await asyncio.sleep(0.2)
                         sent, previous = stack.fake.stats.streamed_bytes, sent
-                assert stack.gateway.admission.ongoing == 1  # still before the deadline
+                assert stack.gateway.admission.running == 1  # still before the deadline
                 assert sent < tokens * padding / 4, sent
                 # AND after the stall deadline its slot is freed and the stream counted stalled
                 async with asyncio.timeout(5):
-                    while stack.gateway.admission.ongoing:
+                    while stack.gateway.admission.running:
                         await asyncio.sleep(0.05)
                 assert requests_counted(stack, 408) == 1
                 assert requests_counted(stack, 200) == 0
@@ -231,7 +231,7 @@ def test_streams_are_counted_as_they_end(tmp_path: Path) -> None:
             async with http.stream("POST", route, json=chat_body(stream=True, max_tokens=2)) as r:
                 await r.aread()
             async with asyncio.timeout(3):
-                while stack.gateway.admission.ongoing:
+                while stack.gateway.admission.running:
                     await asyncio.sleep(0.01)
             counted = {status: requests_counted(stack, status, route) for status in (200, 499, 502)}
             assert counted == {200: 1, 499: 1, 502: 1}

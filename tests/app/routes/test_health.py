@@ -101,6 +101,6 @@ def test_a_stalled_upstream_is_504(tmp_path: Path) -> None:
             response = await http.post("/v1/chat/completions", json=chat_body())
             assert response.status_code == 504
             assert "took longer than 0.3 s" in response.json()["error"]["message"]
-            assert stack.gateway.admission.ongoing == 0
+            assert stack.gateway.admission.running == 0
 
     asyncio.run(scenario())

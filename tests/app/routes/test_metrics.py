@@ -44,7 +44,8 @@ def test_metrics_report_traffic_latency_and_upstream_load(tmp_path: Path) -> Non
                 while stack.gateway.upstream_load.waiting != 2:
                     await asyncio.sleep(0.01)
             during = samples((await acme.get("/metrics")).text)
-            assert during[("gateway_ongoing_requests", ())] == 3
+            assert during[("gateway_running_sequences", ())] == 3
+            assert during[("gateway_queued_sequences", ())] == 0
             assert during[("gateway_upstream_num_requests_waiting", ())] == 2
             assert during[("gateway_upstream_num_requests_running", ())] == 1
             await asyncio.gather(*busy)
@@ -58,7 +59,7 @@ def test_metrics_report_traffic_latency_and_upstream_load(tmp_path: Path) -> Non
         assert requests("acme", "/v1/completions", "200") == 1
         assert requests("globex", "/v1/chat/completions", "404") == 1
         assert requests("globex", "/v1/chat/completions", "200") == 3
-        assert after[("gateway_ongoing_requests", ())] == 0
+        assert after[("gateway_running_sequences", ())] == 0
         latency = (("route", "/v1/chat/completions"), ("stream", "false"))
         assert after[("gateway_request_duration_seconds_count", latency)] == 4
         ttft = (("route", "/v1/completions"),)

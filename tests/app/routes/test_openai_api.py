@@ -164,40 +164,62 @@ def test_body_over_the_limit_is_413(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_tenant_over_its_concurrency_cap_gets_429_and_others_are_served(tmp_path: Path) -> None:
-    # GIVEN acme may run 2 requests at once and the upstream is slow
+def test_a_tenant_at_its_cap_waits_its_turn_and_beyond_its_queue_share_gets_429(
+    tmp_path: Path,
+) -> None:
+    # GIVEN acme may run 2 requests at once and have 1 waiting; the upstream is slow
     async def scenario() -> None:
-        config = FakeVllmConfig(token_delay_ms=50)
+        config = FakeVllmConfig(token_delay_ms=20)  # each request takes about 0.3 s
         tenants = tenants_document(max_concurrent_requests=2)
-        async with running_stack(tmp_path, fake_config=config, tenants=tenants) as stack:
-            async with stack.client() as acme, stack.client(GLOBEX_KEY) as globex:
-                slow = [
-                    asyncio.ensure_future(acme.post("/v1/chat/completions", json=chat_body()))
-                    for _ in range(2)
-                ]
-                while stack.gateway.admission.tenant_ongoing("acme") < 2:
-                    await asyncio.sleep(0.005)
-                # WHEN acme sends a third
-                third = await acme.post("/v1/chat/completions", json=chat_body())
-                # THEN it is refused with 429 and Retry-After, while globex still gets through
-                assert third.status_code == 429
-                assert third.headers["Retry-After"] == "1"
-                assert "limit 2" in third.json()["error"]["message"]
-                other = await globex.post("/v1/chat/completions", json=chat_body(max_tokens=1))
-                assert other.status_code == 200
-                assert [r.status_code for r in await asyncio.gather(*slow)] == [200, 200]
-            async with stack.client(None) as anonymous:
-                text = (await anonymous.get("/metrics")).text
-            assert 'gateway_requests_shed_total{reason="tenant_limit"} 1.0' in text
+        async with (
+            running_stack(
+                tmp_path, fake_config=config, tenants=tenants, tenant_max_queued_sequences=1
+            ) as stack,
+            stack.client() as acme,
+            stack.client(GLOBEX_KEY) as globex,
+        ):
+            slow = [
+                asyncio.ensure_future(acme.post("/v1/chat/completions", json=chat_body()))
+                for _ in range(2)
+            ]
+            while stack.gateway.admission.tenant_running("acme") < 2:
+                await asyncio.sleep(0.005)
+            # WHEN acme sends a third, then a fourth
+            third = asyncio.ensure_future(acme.post("/v1/chat/completions", json=chat_body()))
+            while stack.gateway.admission.tenant_queued("acme") < 1:
+                await asyncio.sleep(0.005)
+            fourth = await acme.post("/v1/chat/completions", json=chat_body())
+            # THEN the third waits for a turn, the fourth is refused with 429 and Retry-After
+            assert fourth.status_code == 429
+            assert fourth.headers["Retry-After"] == "1"
+            assert "its limit is 1 waiting" in fourth.json()["error"]["message"]
+            # ... while globex runs at once, ahead of acme's waiting request
+            other = await globex.post("/v1/chat/completions", json=chat_body(max_tokens=1))
+            assert other.status_code == 200
+            assert not third.done()
+            assert [r.status_code for r in await asyncio.gather(*slow, third)] == [200] * 3
+            text = (await globex.get("/metrics")).text
+            assert 'gateway_requests_shed_total{reason="tenant_queue_full"} 1.0' in text
+            assert 'gateway_queue_wait_seconds_count{tenant="acme"} 1.0' in text
+            assert stack.gateway.admission.demand == 0
 
     asyncio.run(scenario())
 
 
-def test_instance_over_its_cap_answers_fast_503(tmp_path: Path) -> None:
+def test_an_instance_at_its_cap_queues_and_sheds_at_the_bound_and_the_deadline(
+    tmp_path: Path,
+) -> None:
     async def scenario() -> None:
         config = FakeVllmConfig(token_delay_ms=100)  # each held request takes 1.6 s
         async with (
-            running_stack(tmp_path, fake_config=config, max_ongoing_requests=2) as stack,
+            running_stack(
+                tmp_path,
+                fake_config=config,
+                max_running_sequences=2,
+                max_queued_sequences=1,
+                tenant_max_queued_sequences=1,
+                max_queue_wait_s=0.3,
+            ) as stack,
             stack.client() as acme,
             stack.client(GLOBEX_KEY) as globex,
         ):
@@ -205,16 +227,28 @@ def test_instance_over_its_cap_answers_fast_503(tmp_path: Path) -> None:
                 asyncio.ensure_future(acme.post("/v1/chat/completions", json=chat_body())),
                 asyncio.ensure_future(globex.post("/v1/chat/completions", json=chat_body())),
             ]
-            while stack.gateway.admission.ongoing < 2:
+            while stack.gateway.admission.running < 2:
                 await asyncio.sleep(0.005)
-            began = asyncio.get_running_loop().time()
-            refused = await globex.post("/v1/chat/completions", json=chat_body())
-            assert asyncio.get_running_loop().time() - began < 0.8
-            assert refused.status_code == 503
-            assert refused.headers["Retry-After"] == "1"
-            assert "limit of 2 ongoing" in refused.json()["error"]["message"]
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            waiting = asyncio.ensure_future(globex.post("/v1/chat/completions", json=chat_body()))
+            while stack.gateway.admission.queued < 1:
+                await asyncio.sleep(0.005)
+            # A full queue refuses at once.
+            full = await acme.post("/v1/chat/completions", json=chat_body())
+            assert (full.status_code, full.headers["Retry-After"]) == (503, "1")
+            assert "at most 1" in full.json()["error"]["message"]
+            # The waiting request is shed at its deadline, long before a slot frees.
+            late = await waiting
+            assert 0.3 <= loop.time() - began < 1.2
+            assert (late.status_code, late.headers["Retry-After"]) == (503, "1")
+            assert "within 0.3 s" in late.json()["error"]["message"]
+            assert stack.gateway.admission.queued == 0
             assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
-            assert stack.gateway.admission.ongoing == 0
+            assert stack.gateway.admission.demand == 0
+            text = (await globex.get("/metrics")).text
+            for reason in ("queue_full", "queue_timeout"):
+                assert f'gateway_requests_shed_total{{reason="{reason}"}} 1.0' in text
 
     asyncio.run(scenario())
 
@@ -242,7 +276,7 @@ def test_upstream_4xx_passes_through_and_5xx_becomes_502(tmp_path: Path) -> None
             assert streamed.status_code == 502
             models = await http.get("/v1/models")
             assert models.status_code == 502
-            assert stack.gateway.admission.ongoing == 0
+            assert stack.gateway.admission.running == 0
 
     asyncio.run(scenario())
 
@@ -270,7 +304,7 @@ def test_client_disconnect_cancels_the_upstream_request(tmp_path: Path) -> None:
                     break  # WHEN the client leaves after the first chunk
             # THEN the upstream sees its request cancelled, and the slot is freed
             async with asyncio.timeout(3):
-                while stack.fake.stats.cancelled < 1 or stack.gateway.admission.ongoing:
+                while stack.fake.stats.cancelled < 1 or stack.gateway.admission.running:
                     await asyncio.sleep(0.01)
             assert stack.fake.stats.completed == 0
 
@@ -280,7 +314,7 @@ def test_client_disconnect_cancels_the_upstream_request(tmp_path: Path) -> None:
                 await asyncio.sleep(0.01)
             task.cancel()
             async with asyncio.timeout(3):
-                while stack.fake.stats.cancelled < 2 or stack.gateway.admission.ongoing:
+                while stack.fake.stats.cancelled < 2 or stack.gateway.admission.running:
                     await asyncio.sleep(0.01)
             assert stack.fake.stats.completed == 0
 
@@ -328,7 +362,7 @@ def test_a_stream_broken_off_upstream_ends_with_an_error_event(tmp_path: Path) -
             assert len(events) == 3
             error = json.loads(events[-1])["error"]
             assert error["code"] == 502 and "broke off" in error["message"]
-            assert stack.gateway.admission.ongoing == 0
+            assert stack.gateway.admission.running == 0
             stack.fake.config.mode = "ok"
             client = openai.AsyncOpenAI(api_key=ACME_KEY, base_url=f"{stack.url}/v1")
             stack.fake.config.mode = "drop"
@@ -386,13 +420,18 @@ def test_a_request_counts_its_prompts_times_n_against_the_tenant(tmp_path: Path)
             async with asyncio.timeout(3):
                 while stack.fake.stats.generation_requests < 1:
                     await asyncio.sleep(0.005)
-            assert stack.gateway.admission.tenant_ongoing("acme") == 8
-            # THEN it holds 8 slots: the next single prompt is refused
-            assert stack.gateway.admission.ongoing == 8
-            one_more = await http.post("/v1/completions", json={"model": MODEL, "prompt": "x"})
-            assert one_more.status_code == 429
+            assert stack.gateway.admission.tenant_running("acme") == 8
+            # THEN it holds 8 slots: the next single prompt waits for them
+            assert stack.gateway.admission.running == 8
+            one_more = asyncio.ensure_future(
+                http.post("/v1/completions", json={"model": MODEL, "prompt": "x"})
+            )
+            async with asyncio.timeout(3):
+                while stack.gateway.admission.tenant_queued("acme") < 1:
+                    await asyncio.sleep(0.005)
             assert (await held).status_code == 200
-            assert stack.gateway.admission.ongoing == 0
+            assert (await one_more).status_code == 200
+            assert stack.gateway.admission.running == 0
             # A request that could never be granted is a 400, not a 429 to retry forever,
             # and thousands of prompts in one request are refused outright.
             nine = await http.post("/v1/completions", json={**body, "prompt": ["a"] * 3, "n": 3})
@@ -401,7 +440,7 @@ def test_a_request_counts_its_prompts_times_n_against_the_tenant(tmp_path: Path)
             many = await http.post("/v1/completions", json={**body, "prompt": ["x"] * 5000})
             assert many.status_code == 400
             assert many.json()["error"]["param"] == "prompt"
-            assert stack.fake.stats.generation_requests == 1
+            assert stack.fake.stats.generation_requests == 2
 
     asyncio.run(scenario())
 
