@@ -15,8 +15,8 @@ from moto import mock_aws
 
 from app.admission import Admission, Ticket
 from app.cloudwatch import CloudWatchPublisher, PeriodSamples, scaling_datapoints
-from app.main import Runtime
 from app.fair_queue import QueueLimits
+from app.main import Runtime
 from app.metrics import GatewayMetrics
 from app.tenants import Tenant
 from tests.app.stack import chat_body, running_stack
