@@ -207,8 +207,9 @@ def test_upstream_hanging_fails_the_probe_opens_the_circuit_fails_fast_and_recov
 def test_a_slow_tenant_cannot_block_another_beyond_its_fairness_cap(
     tmp_path: Path, logs_dir: Path, figures: dict[str, Any]
 ) -> None:
-    # GIVEN an instance admitting 8, each tenant capped at 4, an upstream with 8 slots,
-    # a tenant whose answers take 3 s and another whose answers take 0.1 s
+    # GIVEN an instance running 8, each tenant capped at 4 running and 4 queued for at most
+    # 1 s, an upstream with 8 slots, a tenant whose answers take 3 s and another whose
+    # answers take 0.1 s
     greedy, other = make_tenant("greedy"), make_tenant("other")
     write_tenants(tmp_path / "tenants.json", [greedy, other])
     upstream = FakeUpstream(logs_dir / "upstream.log", tokens=60, token_delay_ms=50, slots=8)
@@ -218,7 +219,9 @@ def test_a_slow_tenant_cannot_block_another_beyond_its_fairness_cap(
         gateway_env(
             upstream.url,
             tmp_path / "tenants.json",
-            max_ongoing_requests=8,
+            max_running_sequences=8,
+            tenant_max_queued_sequences=cap,
+            max_queue_wait_s=1.0,
             default_tenant_max_concurrent_requests=cap,
         ),
     )
@@ -249,11 +252,16 @@ def test_a_slow_tenant_cannot_block_another_beyond_its_fairness_cap(
         gateway.wait_ready()
         flooded, quick = asyncio.run(scenario())
 
-    # THEN the slow tenant got exactly its cap, the rest refused with 429 and Retry-After
+    # THEN the slow tenant ran exactly its cap; as many waited and were shed at the
+    # deadline (its own requests held its cap throughout), the rest refused at once with 429
     admitted = [r for r in flooded if r.status == 200]
+    timed_out = [r for r in flooded if r.status == 503]
     refused = [r for r in flooded if r.status == 429]
-    assert len(admitted) == cap and len(refused) == 16 - cap, [r.status for r in flooded]
-    assert all(r.headers.get("retry-after") for r in refused)
+    assert (len(admitted), len(timed_out), len(refused)) == (cap, cap, 16 - 2 * cap), [
+        r.status for r in flooded
+    ]
+    assert all(r.headers.get("retry-after") for r in refused + timed_out)
+    assert all(1.0 <= r.elapsed_s < 2.0 for r in timed_out), [r.elapsed_s for r in timed_out]
     assert min(r.elapsed_s for r in admitted) >= 2.5
     # and the other tenant was never blocked behind it: every request served, in about its
     # own service time, while the slow answers were still running
@@ -265,6 +273,7 @@ def test_a_slow_tenant_cannot_block_another_beyond_its_fairness_cap(
         {
             "slow_tenant_admitted": len(admitted),
             "slow_tenant_refused_429": len(refused),
+            "slow_tenant_shed_at_deadline_503": len(timed_out),
             "fairness_cap": cap,
             "other_tenant_requests": len(quick),
             "other_tenant_p99_s": round(quick_p99, 3),
