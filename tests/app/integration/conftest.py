@@ -40,8 +40,9 @@ GATEWAY_SETTINGS: dict[str, str | float] = {
     # has been seen to wait past the 2 s default there, which is not what is tested here.
     "upstream_connect_timeout_s": 10.0,
     "upstream_metrics_interval_s": 0.1,
-    # Admission counts sequences (prompts x n): the queue-depth burst asks for 40 x n=4.
-    "max_ongoing_requests": 160,
+    # Admission counts sequences (prompts x n): the queue-depth burst sends all of its
+    # 40 x n=4 on to vLLM at once, for vLLM's own queue to fill.
+    "max_running_sequences": 160,
     "drain_deadline_s": 60.0,
 }
 

@@ -49,12 +49,12 @@ def test_sigterm_lets_in_flight_streams_finish_refuses_new_requests_and_exits(
         try:
             streams = [pool.submit(read_stream, index) for index in range(STREAMS)]
             admitted = wait_until(
-                lambda: gateway.metrics()["gateway_ongoing_requests"] == STREAMS, 30
+                lambda: gateway.metrics()["gateway_running_sequences"] == STREAMS, 30
             )
             assert admitted is not None, "the streams were not all admitted"
             gateway.signal(signal.SIGTERM)
             signalled_at = time.monotonic()
-            in_flight_at_sigterm = gateway.metrics()["gateway_ongoing_requests"]
+            in_flight_at_sigterm = gateway.metrics()["gateway_running_sequences"]
 
             assert wait_until(lambda: gateway.ready_status() == 503, 5) is not None, (
                 "still ready after SIGTERM"

@@ -1,4 +1,4 @@
-"""The scaling signal under load: the gateway's ongoing requests and vLLM's queue rise, then fall.
+"""The scaling signal under load: the gateway's sequences and vLLM's queue rise, then fall.
 
 A bounded burst keeps the real vLLM busy for several seconds while both /metrics pages are
 sampled, each by a thread of its own: 40 requests started together, each asking for 4
@@ -32,7 +32,7 @@ COMPLETIONS_EACH = 4
 TOKENS_EACH = 240
 # vLLM's default max_num_seqs for its OpenAI server on the CPU.
 VLLM_MAX_RUNNING = 128
-GATEWAY_ONGOING = "gateway_ongoing_requests"
+GATEWAY_RUNNING = "gateway_running_sequences"
 GATEWAY_UPSTREAM_RUNNING = "gateway_upstream_num_requests_running"
 GATEWAY_UPSTREAM_WAITING = "gateway_upstream_num_requests_waiting"
 VLLM_RUNNING = "vllm:num_requests_running"
@@ -69,11 +69,11 @@ class Sampler(threading.Thread):
         return " ".join(f"{t:.1f}s:{sum(v.get(n, 0.0) for n in names):g}" for t, v in self.samples)
 
 
-def test_ongoing_requests_and_upstream_queue_rise_under_a_burst_and_fall_back(
+def test_running_sequences_and_upstream_queue_rise_under_a_burst_and_fall_back(
     gateway: GatewayServer, tenant: ClientTenant, vllm: VllmServer
 ) -> None:
     before = gateway.metrics()
-    assert before[GATEWAY_ONGOING] == 0
+    assert before[GATEWAY_RUNNING] == 0
     start_together = threading.Barrier(CONCURRENT_REQUESTS)
     burst_over = threading.Event()
     at_gateway = Sampler(gateway.metrics, burst_over)
@@ -109,13 +109,13 @@ def test_ongoing_requests_and_upstream_queue_rise_under_a_burst_and_fall_back(
     burst_s = time.monotonic() - burst_started
 
     assert tokens == [COMPLETIONS_EACH * TOKENS_EACH] * CONCURRENT_REQUESTS
-    peak_ongoing = at_gateway.peak(GATEWAY_ONGOING)
+    peak_running = at_gateway.peak(GATEWAY_RUNNING)
     peak_upstream_seen_by_gateway = at_gateway.peak(
         GATEWAY_UPSTREAM_RUNNING, GATEWAY_UPSTREAM_WAITING
     )
     peak_vllm = at_vllm.peak(VLLM_RUNNING, VLLM_WAITING)
     FIGURES["burst_s"] = burst_s
-    FIGURES["burst_peak_gateway_ongoing"] = peak_ongoing
+    FIGURES["burst_peak_gateway_running_sequences"] = peak_running
     FIGURES["burst_peak_upstream_queue_seen_by_gateway"] = peak_upstream_seen_by_gateway
     FIGURES["burst_peak_vllm_running_plus_waiting"] = peak_vllm
     FIGURES["burst_peak_vllm_waiting"] = at_vllm.peak(VLLM_WAITING)
@@ -128,7 +128,7 @@ def test_ongoing_requests_and_upstream_queue_rise_under_a_burst_and_fall_back(
     # On 2 shared cores a /metrics page can take a second or more to come back during the
     # burst, so the samples are sparse: the checks are that each count rises well above
     # idle, not that a sample caught the exact peak.
-    assert peak_ongoing >= CONCURRENT_REQUESTS // 2, at_gateway.series(GATEWAY_ONGOING)
+    assert peak_running >= CONCURRENT_REQUESTS // 2, at_gateway.series(GATEWAY_RUNNING)
     assert peak_vllm > VLLM_MAX_RUNNING // 2, (
         f"{at_vllm.series(VLLM_RUNNING, VLLM_WAITING)}; errors {at_vllm.errors}"
     )
@@ -142,7 +142,7 @@ def test_ongoing_requests_and_upstream_queue_rise_under_a_burst_and_fall_back(
     )
 
     # Back to idle once the burst is answered.
-    assert wait_until(lambda: gateway.metrics()[GATEWAY_ONGOING] == 0, 10) is not None
+    assert wait_until(lambda: gateway.metrics()[GATEWAY_RUNNING] == 0, 10) is not None
     assert wait_until(lambda: gateway.metrics()[GATEWAY_UPSTREAM_RUNNING] == 0, 10) is not None
     after = gateway.metrics()
     # A labelled counter has no sample until its first request, hence the default.
