@@ -2,7 +2,7 @@
 
 The gateway (real uvicorn, real HTTP on 127.0.0.1) runs 4 sequences at once before the
 fake vLLM (slots for those 4 plus the probe's reserve), queues up to 12 more, at most 6 from
-one tenant, for at most 1 s, and publishes its scaling signal into moto's CloudWatch every
+one tenant, for at most 2 s, and publishes its scaling signal into moto's CloudWatch every
 0.1 s. Several tenants send a burst, one of them a batch beyond its share:
 - nothing is refused while the queue has room and the deadline holds;
 - the Demand published exceeds the concurrency cap (the queue does not hide it);
@@ -35,10 +35,13 @@ GROUP = "finsight-queue-test"
 MAX_RUNNING = 4
 MAX_QUEUED = 12
 TENANT_MAX_QUEUED = 6
-MAX_QUEUE_WAIT_S = 1.0
+MAX_QUEUE_WAIT_S = 2.0
 TOKEN_DELAY_MS = 20.0
 SHORT_TOKENS = 5  # about 0.1 s upstream
-LONG_TOKENS = 100  # about 2 s upstream: longer than the queue's deadline
+# About 0.5 s upstream: the burst's first four still run while the others queue, and its
+# last round starts about 1 s in, within the deadline.
+BURST_TOKENS = 25
+LONG_TOKENS = 150  # about 3 s upstream: longer than the queue's deadline
 # Tenant -> its running cap; "capped" may run 1 sequence at once.
 TENANTS = {"batch": 8, "lone": 8, "other": 8, "capped": 1}
 
@@ -165,16 +168,19 @@ def test_a_burst_waits_fairly_is_counted_in_demand_and_sheds_only_at_the_bounds(
             return asyncio.ensure_future(request)
 
         # GIVEN the batch tenant sends 10 at once: 4 run, its share of 6 waits
-        batch = [send("batch", f"batch-{i}") for i in range(MAX_RUNNING + TENANT_MAX_QUEUED)]
+        batch = [
+            send("batch", f"batch-{i}", BURST_TOKENS)
+            for i in range(MAX_RUNNING + TENANT_MAX_QUEUED)
+        ]
         await until(lambda: admission.tenant_queued("batch") == TENANT_MAX_QUEUED)
         # WHEN it sends one more, beyond its share, THEN that one is refused with 429
         beyond = await clients["batch"].post("/v1/completions", json=body("beyond", 1))
         assert (beyond.status_code, beyond.headers["Retry-After"]) == (429, "1")
         assert f"its limit is {TENANT_MAX_QUEUED} waiting" in beyond.json()["error"]["message"]
         # WHEN two other tenants send one request each while the batch waits
-        lone = send("lone", "lone")
+        lone = send("lone", "lone", BURST_TOKENS)
         await until(lambda: admission.tenant_queued("lone") == 1)
-        other = send("other", "other")
+        other = send("other", "other", BURST_TOKENS)
         await until(lambda: admission.tenant_queued("other") == 1)
         demand = admission.demand
         replies = await asyncio.gather(*batch, lone, other)
