@@ -131,9 +131,9 @@ def test_forwarded_paths_cannot_reach_internal_routes_on_the_gateway(
             for alias in ALIASES
         }
     # The internal route exists (so its absence below means something)...
-    assert direct.status == 200 and b"gateway_ongoing_requests" in direct.body
+    assert direct.status == 200 and b"gateway_running_sequences" in direct.body
     # ...and no path the ALB forwards serves it or a health answer.
     for alias, reply in aliased.items():
         assert reply.status in (400, 401, 404, 405), (alias, reply.status)
-        assert b"gateway_ongoing_requests" not in reply.body, alias
+        assert b"gateway_running_sequences" not in reply.body, alias
         assert b'"status"' not in reply.body, alias

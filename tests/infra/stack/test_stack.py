@@ -325,7 +325,10 @@ def test_user_data_writes_the_gateway_contract_and_no_secret(
         "GATEWAY_AWS_REGION": settings.region,
         "GATEWAY_DRAIN_DEADLINE_S": str(settings.drain_deadline_s),
         # From the policy: the gateway no longer reads it from its own copy.
-        "GATEWAY_MAX_ONGOING_REQUESTS": str(2 * int(FLEET_POLICY.default.target_ongoing_requests)),
+        "GATEWAY_MAX_RUNNING_SEQUENCES": str(FLEET_POLICY.queue.max_running),
+        "GATEWAY_MAX_QUEUED_SEQUENCES": str(FLEET_POLICY.queue.max_queued),
+        "GATEWAY_TENANT_MAX_QUEUED_SEQUENCES": str(FLEET_POLICY.queue.tenant_max_queued),
+        "GATEWAY_MAX_QUEUE_WAIT_S": f"{FLEET_POLICY.queue.max_queue_wait_s:g}",
         "GATEWAY_CLOUDWATCH_INTERVAL_S": str(FLEET_POLICY.default.metric_period_s),
         # Outlasts the load balancer's idle timeout.
         "UVICORN_TIMEOUT_KEEP_ALIVE": str(settings.longest_request_s + 5),
