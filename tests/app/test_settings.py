@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from app.settings import GatewaySettings, SettingsError, load_settings
@@ -104,3 +107,11 @@ def test_settings_are_frozen(local_env: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError):
         settings.max_n = 9  # type: ignore[misc]
     assert isinstance(settings, GatewaySettings)
+
+
+def test_every_setting_has_a_row_in_the_readmes_settings_table() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = set(re.findall(r"^\| `(GATEWAY_[A-Z0-9_]+)` \|", readme, re.MULTILINE))
+    names = {f"GATEWAY_{field.upper()}" for field in GatewaySettings.model_fields}
+    assert names - rows == set(), "settings missing from README's table"
+    assert rows - names == set(), "README documents settings the gateway does not have"
