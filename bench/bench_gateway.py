@@ -59,7 +59,7 @@ def _processes(tmp: Path) -> Iterator[tuple[int, int, int]]:
         "GATEWAY_TENANTS_FILE": str(tenants),
         "GATEWAY_CLOUDWATCH_ENABLED": "false",
         "GATEWAY_LIFECYCLE_WATCH_ENABLED": "false",
-        "GATEWAY_MAX_ONGOING_REQUESTS": "1000",
+        "GATEWAY_MAX_RUNNING_SEQUENCES": "1000",
         "GATEWAY_DEFAULT_TENANT_MAX_CONCURRENT_REQUESTS": "1000",
         "GATEWAY_PROBE_INTERVAL_S": "0.5",
         "GATEWAY_LOG_LEVEL": "warning",
