@@ -45,10 +45,6 @@ class Ticket:
         self._entry: Entry[Waiter | None] | None = entry
         self.queued_s = queued_s  # how long the request waited for its turn
 
-    @property
-    def cost(self) -> int:
-        return self._entry.cost if self._entry is not None else 0
-
     def release(self) -> None:
         entry = self._entry
         if entry is not None:
@@ -72,7 +68,8 @@ class Admission:
         self._retry_after_s = retry_after_s
         self._on_shed = on_shed
         self._on_change = on_change  # sequences running and queued, after every change
-        self._on_queued = on_queued  # a waiter's tenant and wait, however the wait ended
+        # A waiter's tenant and wait, once the wait ends (started, shed, or its client gone).
+        self._on_queued = on_queued
         self._queue: FairQueue[Waiter | None] = FairQueue(limits)
         self._peak = 0
         self.draining = False

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.access import access_record
-from app.admission import Ticket
+from app.admission import CLIENT_CLOSED, Ticket
 from app.circuit import CircuitBreaker, Permit
 from app.errors import GatewayError, render
 from app.metrics import GatewayMetrics
@@ -36,7 +36,6 @@ from app.upstream import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
 # A stream the gateway ended because its client stopped reading (recorded, never sent).
 STREAM_STALLED = 408
 
