@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.fair_queue import QUEUE_FULL, TENANT_QUEUE_FULL, Entry, FairQueue, QueueLimits
 
@@ -158,16 +158,36 @@ def test_limits_refuse_nonsense() -> None:
         QueueLimits(max_running=1, max_queued=-1, tenant_max_queued=0)
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_invariants_hold_under_random_offers_finishes_and_withdrawals(seed: int) -> None:
-    """A property test on a seeded random walk (cheap, and replayable by its seed)."""
-    rng = random.Random(seed)
-    limits = QueueLimits(
-        max_running=rng.randint(1, 8), max_queued=rng.randint(0, 12), tenant_max_queued=0
-    )
-    limits = QueueLimits(limits.max_running, limits.max_queued, rng.randint(0, limits.max_queued))
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["offer", "finish", "withdraw"]),
+        st.sampled_from("abcd"),  # the tenant of an offer
+        st.integers(1, 8),  # its cost, at most the tenant's cap
+        st.integers(0, 1_000),  # which running or waiting entry to end
+    ),
+    max_size=150,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    max_running=st.integers(1, 8),
+    max_queued=st.integers(0, 12),
+    tenant_share=st.floats(0, 1),
+    caps=st.lists(st.integers(1, 8), min_size=4, max_size=4),
+    operations=OPERATIONS,
+)
+def test_invariants_hold_under_any_offers_finishes_and_withdrawals(
+    max_running: int,
+    max_queued: int,
+    tenant_share: float,
+    caps: list[int],
+    operations: list[tuple[str, str, int, int]],
+) -> None:
+    limits = QueueLimits(max_running, max_queued, int(max_queued * tenant_share))
     queue: Queue = FairQueue(limits)
-    caps = {t: rng.randint(1, limits.max_running) for t in "abcd"}
+    # Validation never lets a request ask more than its tenant's cap or the instance's.
+    cap_of = {t: min(cap, max_running) for t, cap in zip("abcd", caps, strict=True)}
     running: list[Entry[str]] = []
     waiting: list[Entry[str]] = []
 
@@ -177,33 +197,28 @@ def test_invariants_hold_under_random_offers_finishes_and_withdrawals(seed: int)
             waiting.remove(entry)
             running.append(entry)
 
-    for step in range(400):
-        action = rng.random()
-        if action < 0.5:
-            tenant = rng.choice("abcd")
-            cost = rng.randint(1, caps[tenant])
+    for step, (action, tenant, cost, pick) in enumerate(operations):
+        if action == "offer":
+            cap = cap_of[tenant]
             before = (queue.running, queue.queued)
-            outcome = queue.offer(f"{step}", tenant, cost, caps[tenant])
+            outcome = queue.offer(f"{step}", tenant, min(cost, cap), cap)
             if isinstance(outcome, str):
                 assert outcome in (QUEUE_FULL, TENANT_QUEUE_FULL)
                 assert (queue.running, queue.queued) == before
             else:
                 (running if outcome.running else waiting).append(outcome)
-        elif action < 0.85 and running:
-            entry = running.pop(rng.randrange(len(running)))
-            moved(queue.finish(entry))
-        elif waiting:
-            entry = waiting.pop(rng.randrange(len(waiting)))
-            moved(queue.withdraw(entry))
+        elif action == "finish" and running:
+            moved(queue.finish(running.pop(pick % len(running))))
+        elif action == "withdraw" and waiting:
+            moved(queue.withdraw(waiting.pop(pick % len(waiting))))
         # The bounds hold, the counters agree with the entries, demand is their sum.
         assert queue.running == sum(e.cost for e in running) <= limits.max_running
         assert queue.queued == sum(e.cost for e in waiting) <= limits.max_queued
         assert queue.demand == queue.running + queue.queued
-        for tenant, cap in caps.items():
-            assert queue.tenant_running(tenant) == sum(
-                e.cost for e in running if e.tenant == tenant
-            )
-            assert queue.tenant_running(tenant) <= cap
-            assert queue.tenant_queued(tenant) <= limits.tenant_max_queued
+        for name, cap in cap_of.items():
+            assert queue.tenant_running(name) == sum(e.cost for e in running if e.tenant == name)
+            assert queue.tenant_running(name) <= cap
+            assert queue.tenant_queued(name) == sum(e.cost for e in waiting if e.tenant == name)
+            assert queue.tenant_queued(name) <= limits.tenant_max_queued
         # Nothing waits on an idle instance: every request fits an empty one.
         assert queue.running or not queue.queued
