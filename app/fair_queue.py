@@ -6,8 +6,9 @@ so the simulated gateway is the deployed one. Everything is counted in sequences
 prompt per choice `n`), the unit vLLM's batch is made of.
 
 Rules, in order, for a request of `cost` sequences from a tenant allowed `cap` running:
-- it runs at once when nothing it would overtake is waiting and both the instance's
-  `max_running` and the tenant's `cap` have room;
+- it runs at once when both the instance's `max_running` and the tenant's `cap` have room
+  and nothing it would overtake is waiting (waiters of tenants held by their own caps do
+  not count: they would be passed over);
 - otherwise it waits, unless the queue would exceed `max_queued` (refused: `queue_full`) or
   the tenant's own queued sequences would exceed `tenant_max_queued` (`tenant_queue_full`);
 - when sequences finish, waiters are dequeued round-robin by tenant: each tenant with
@@ -82,9 +83,11 @@ class FairQueue(Generic[T]):
     def offer(self, item: T, tenant: str, cost: int, cap: int) -> Entry[T] | str:
         """Admit a request: its entry (check `entry.running`), or the refusal's reason."""
         entry = Entry(item, tenant, cost, cap)
-        if not self._turns and self._fits(entry):
+        if self._fits(entry) and (not self._turns or self._overtakes_nobody(tenant)):
             self._start(entry)
             return entry
+        # Checked only for a request that must wait: a full queue of tenants at their own
+        # caps must not shut out a tenant with room to run.
         if self.queued + cost > self.limits.max_queued:
             return QUEUE_FULL
         if self.tenant_queued(tenant) + cost > self.limits.tenant_max_queued:
@@ -96,8 +99,6 @@ class FairQueue(Generic[T]):
         waiting.append(entry)
         self.queued += cost
         self._tenant_queued[tenant] = self.tenant_queued(tenant) + cost
-        # A waiter ahead may be blocked only by its tenant's cap; this one may still run.
-        self._dispatch()
         return entry
 
     def finish(self, entry: Entry[T]) -> list[Entry[T]]:
@@ -124,6 +125,18 @@ class FairQueue(Generic[T]):
         waiting.remove(entry)
         self._unqueue(entry)
         return self._dispatch()
+
+    def _overtakes_nobody(self, tenant: str) -> bool:
+        """True if a new request of `tenant` would pass no waiter entitled to go first: the
+        tenant has none waiting, and every waiting tenant is held by its own cap (the
+        dispatch would pass each of them over)."""
+        if tenant in self._waiting:
+            return False
+        for waiting_tenant in self._turns:
+            head = self._waiting[waiting_tenant][0]
+            if self.tenant_running(waiting_tenant) + head.cost <= head.cap:
+                return False
+        return True
 
     def _fits(self, entry: Entry[T]) -> bool:
         return (

@@ -122,6 +122,22 @@ def test_a_tenant_at_its_own_cap_is_passed_over() -> None:
     assert queue.tenant_running("a") == 1
 
 
+def test_a_full_queue_of_tenants_at_their_caps_does_not_shut_out_a_tenant_with_room() -> None:
+    # GIVEN two tenants at their cap of 1, each with its whole share of the queue waiting
+    queue: Queue = FairQueue(QueueLimits(max_running=4, max_queued=2, tenant_max_queued=1))
+    for tenant in "ab":
+        assert offered(queue, f"{tenant}-run", tenant, cap=1).running
+        assert not offered(queue, f"{tenant}-wait", tenant, cap=1).running
+    assert queue.offer("a-more", "a", 1, 1) == QUEUE_FULL
+    # WHEN a third tenant asks, with room to run
+    c = queue.offer("c-run", "c", 1, 4)
+    # THEN it runs at once rather than being refused for the queue it never enters
+    assert isinstance(c, Entry) and c.running
+    assert (queue.running, queue.queued) == (3, 2)
+    # ... and a request that must wait is still refused at the bound
+    assert queue.offer("c-wait", "c", 2, 4) == QUEUE_FULL
+
+
 def test_a_large_request_is_not_starved_by_a_stream_of_small_ones() -> None:
     # GIVEN 4 may run, all taken by small requests, and a request of 4 waiting
     queue: Queue = FairQueue(QueueLimits(max_running=4, max_queued=100, tenant_max_queued=50))
