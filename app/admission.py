@@ -195,8 +195,8 @@ class Admission:
             if watcher is not None:
                 # The proxy reads receive() next, for its own disconnect watch.
                 watcher.cancel()
-        self._on_queued(entry.tenant, time.perf_counter() - queued_at)
         queued_s = time.perf_counter() - queued_at
+        self._on_queued(entry.tenant, queued_s)
         if reason is None:
             return Ticket(self, entry, queued_s)
         if reason == CLIENT_GONE:
