@@ -328,7 +328,7 @@ def test_user_data_writes_the_gateway_contract_and_no_secret(
         "GATEWAY_LIFECYCLE_HOOK_NAME": group["initial_lifecycle_hook"][0]["name"],
         "GATEWAY_AWS_REGION": settings.region,
         "GATEWAY_DRAIN_DEADLINE_S": str(settings.drain_deadline_s),
-        # From the policy's queue: the gateway does not read the policy itself.
+        # From the policy: the gateway no longer reads it from its own copy.
         "GATEWAY_MAX_RUNNING_SEQUENCES": str(FLEET_POLICY.queue.max_running),
         "GATEWAY_MAX_QUEUED_SEQUENCES": str(FLEET_POLICY.queue.max_queued),
         "GATEWAY_TENANT_MAX_QUEUED_SEQUENCES": str(FLEET_POLICY.queue.tenant_max_queued),
