@@ -61,9 +61,10 @@ HEARTBEAT_EVALUATION_PERIODS = 3
 GROUP_METRICS_NAMESPACE = "AWS/AutoScaling"
 GROUP_METRICS_PERIOD_S = 60
 IN_SERVICE_METRIC = "GroupInServiceInstances"
-# The saturation page: at the maximum with a queue for this many minutes in a row. Long
-# enough for the last instances launched to be serving (cold start plus warm-up is ~4 min
-# with the warm pool), short enough that a person acts while requests still wait.
+# The saturation page: at the maximum in service with a queue for this many minutes in a
+# row. In service at the maximum means every instance the group may run already serves, so
+# no launch is on its way; five minutes (ten times the longest a request waits,
+# `max_queue_wait_s`) tells a lasting overload from a burst the queues absorb.
 SATURATION_MINUTES = 5
 # A metric-math alarm may read at most 10 metrics (a hard CloudWatch limit).
 MAX_ALARM_METRICS = 10
