@@ -1,18 +1,24 @@
 """The fleet policy compiled into AWS scaling rules, and a pure replay of how AWS runs them.
 
 `compile_scaling_rules(policy)` turns the Ray Serve-style policy into what the stack
-provisions: a high-resolution CloudWatch alarm per direction on the Average of
-`OngoingRequests` per instance, each driving an EC2 Auto Scaling step policy whose
-`PercentChangeInCapacity` bands reproduce Ray's smoothed step
+provisions: a high-resolution CloudWatch alarm per direction on the Average of `Demand`
+(sequences running plus queued at the gateway) per instance, each driving an EC2 Auto
+Scaling step policy whose `PercentChangeInCapacity` bands reproduce Ray's smoothed step
 
-    desired = ceil(current * (1 + factor * (m / target - 1)))      m = requests per instance
+    desired = ceil(current * (1 + factor * (m / target - 1)))      m = demand per instance
 
-`replay_step(...)` evaluates those same rules one metric period at a time, the way
+A third high-resolution alarm watches the Average of `QueueDepth` per instance (sequences
+waiting at the gateway and in vLLM): a sustained queue means the demand steps were not
+enough, and its step policy adds the capacity that would run the queue. A paging alarm
+(`SaturationAlarm`) fires when the group is at its maximum and the queue stays up.
+
+`replay_step(...)` evaluates the scaling rules one metric period at a time, the way
 CloudWatch and EC2 Auto Scaling do, so tests (and the fleet simulator) can compare the
 deployed behaviour with `infra.policy.decide()` on the same load without any cloud.
 
 Stable API: `compile_scaling_rules`, `ScalingRules`, `AlarmRule`, `StepPolicyRule`,
-`StepAdjustment`, `ReplayState`, `replay_step`, and the metric-name and namespace constants.
+`StepAdjustment`, `SaturationAlarm`, `ReplayState`, `replay_step`, and the metric-name and
+namespace constants.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 # The gateway's metric contract, shared with the gateway through `contract` and re-exported
-# here: each gateway publishes both metrics per instance every metric period with the
-# group's dimension, so the Average across instances is load per instance.
+# here: each ready gateway publishes its metrics per instance every metric period with the
+# group's dimension, so the Average across instances is demand (or queue) per instance.
 from contract import DEMAND_METRIC as DEMAND_METRIC
 from contract import GROUP_DIMENSION as GROUP_DIMENSION
 from contract import METRICS_NAMESPACE as METRICS_NAMESPACE
@@ -31,6 +37,7 @@ from contract import QUEUE_DEPTH_METRIC as QUEUE_DEPTH_METRIC
 from infra.policy import cold_start
 from infra.policy.errors import PolicyError
 from infra.policy.fleet import FleetPolicy
+from infra.policy.queue import GatewayQueue
 
 # CloudWatch repeats an EC2 Auto Scaling alarm action once per minute while the alarm
 # stays in ALARM (every other action fires on the state change only).
@@ -48,9 +55,24 @@ EDGE_NUDGE = 0.001
 HEARTBEAT_PERIOD_S = 60
 HEARTBEAT_EVALUATION_PERIODS = 3
 
+# EC2 Auto Scaling publishes group metrics (GroupInServiceInstances, ...) once a minute
+# ("1Minute" is the only granularity EnableMetricsCollection accepts), so an alarm reading
+# them has a 60 s period.
+GROUP_METRICS_NAMESPACE = "AWS/AutoScaling"
+GROUP_METRICS_PERIOD_S = 60
+IN_SERVICE_METRIC = "GroupInServiceInstances"
+# The saturation page: at the maximum in service with a queue for this many minutes in a
+# row. In service at the maximum means every instance the group may run already serves, so
+# no launch is on its way; five minutes (ten times the longest a request waits,
+# `max_queue_wait_s`) tells a lasting overload from a burst the queues absorb.
+SATURATION_MINUTES = 5
+# A metric-math alarm may read at most 10 metrics (a hard CloudWatch limit).
+MAX_ALARM_METRICS = 10
+
 
 class Comparison(StrEnum):
     GREATER_THAN = "GreaterThanThreshold"
+    GREATER_THAN_OR_EQUAL = "GreaterThanOrEqualToThreshold"
     LESS_THAN_OR_EQUAL = "LessThanOrEqualToThreshold"
     LESS_THAN = "LessThanThreshold"
 
@@ -86,6 +108,8 @@ class AlarmRule:
             return self.treat_missing_data is MissingData.BREACHING
         if self.comparison is Comparison.GREATER_THAN:
             return value > self.threshold
+        if self.comparison is Comparison.GREATER_THAN_OR_EQUAL:
+            return value >= self.threshold
         if self.comparison is Comparison.LESS_THAN_OR_EQUAL:
             return value <= self.threshold
         return value < self.threshold
@@ -150,12 +174,65 @@ class ScalingRule:
 
 
 @dataclass(frozen=True)
+class SaturationAlarm:
+    """The page for a fleet that cannot grow: in service at its maximum with a queue.
+
+    A metric-math alarm over two one-minute series: the group's `GroupInServiceInstances`
+    (Minimum: at the maximum for the whole minute) and `QueueDepth` per instance (Average).
+    The expression is 1 in a minute where both hold, else 0; the alarm fires when every one
+    of `evaluation_periods` minutes is 1. CloudWatch treats a value missing from one series
+    of a comparison as 0, so a silent queue metric or a group without data reads as "not
+    saturated"; a minute with neither series has no datapoint and does not breach.
+    """
+
+    in_service_metric: str
+    in_service_statistic: str
+    queue_metric: str
+    queue_statistic: str
+    period_s: int
+    evaluation_periods: int
+    max_capacity: int
+    queue_threshold: float
+
+    @property
+    def expression(self) -> str:
+        """The alarm's metric-math expression over the ids `inservice` and `queue`.
+
+        Only functions CloudWatch allows in alarms (IF and comparisons; no SEARCH, and none
+        of the whole-series aggregates such as MAX(m1) whose value depends on how many
+        datapoints the alarm fetches), returning a single time series.
+        """
+        return f"IF(inservice >= {self.max_capacity} AND queue > {self.queue_threshold:g}, 1, 0)"
+
+    @property
+    def window_s(self) -> int:
+        return self.period_s * self.evaluation_periods
+
+    def value(self, in_service: float | None, queue: float | None) -> float | None:
+        """The expression's value for one minute, as CloudWatch computes it."""
+        if in_service is None and queue is None:
+            return None
+        at_max = (in_service or 0.0) >= self.max_capacity
+        queued = (queue or 0.0) > self.queue_threshold
+        return 1.0 if at_max and queued else 0.0
+
+    def in_alarm(self, minutes: tuple[tuple[float | None, float | None], ...]) -> bool:
+        """ALARM when each of the last `evaluation_periods` minutes is saturated."""
+        window = minutes[-self.evaluation_periods :]
+        values = [self.value(in_service, queue) for in_service, queue in window]
+        return len(window) == self.evaluation_periods and all(v == 1.0 for v in values)
+
+
+@dataclass(frozen=True)
 class ScalingRules:
     """Everything the stack provisions for scaling, and the replay's input."""
 
     scale_out: ScalingRule
     scale_in: ScalingRule
+    # Adds capacity when sequences queue, beyond what the demand steps gave.
+    queue_depth: ScalingRule
     metric_heartbeat: AlarmRule
+    saturation: SaturationAlarm
     min_capacity: int  # outside market hours; the scheduled actions raise it
     market_hours_min_capacity: int
     max_capacity: int
@@ -235,7 +312,31 @@ def compile_scaling_rules(
     in_steps = _scale_in_steps(
         target, scale_in_ratio, scale_in_threshold, config.downscale_factor, maximum
     )
-    for steps in (out_steps, in_steps):
+    queue = policy.queue
+    # The same up delay as the demand alarm: a queue is evidence only if it lasts.
+    queue_alarm = AlarmRule(
+        metric_name=QUEUE_DEPTH_METRIC,
+        statistic="Average",
+        period_s=config.metric_period_s,
+        evaluation_periods=config.upscale_evaluation_periods,
+        datapoints_to_alarm=config.upscale_evaluation_periods,
+        threshold=float(queue.scale_out_queue_depth),
+        comparison=Comparison.GREATER_THAN,
+        # A silent fleet has no queue to act on; the heartbeat alarm covers silence.
+        treat_missing_data=MissingData.NOT_BREACHING,
+    )
+    queue_steps = _queue_depth_steps(queue, maximum)
+    saturation = SaturationAlarm(
+        in_service_metric=IN_SERVICE_METRIC,
+        in_service_statistic="Minimum",
+        queue_metric=QUEUE_DEPTH_METRIC,
+        queue_statistic="Average",
+        period_s=GROUP_METRICS_PERIOD_S,
+        evaluation_periods=SATURATION_MINUTES,
+        max_capacity=maximum,
+        queue_threshold=float(queue.scale_out_queue_depth),
+    )
+    for steps in (out_steps, in_steps, queue_steps):
         if len(steps) > MAX_STEP_ADJUSTMENTS:
             raise PolicyError(
                 "max_replicas",
@@ -252,7 +353,12 @@ def compile_scaling_rules(
             scale_in_alarm,
             StepPolicyRule(AdjustmentType.PERCENT_CHANGE, 1, "Average", warmup, in_steps),
         ),
+        queue_depth=ScalingRule(
+            queue_alarm,
+            StepPolicyRule(AdjustmentType.PERCENT_CHANGE, 1, "Average", warmup, queue_steps),
+        ),
         metric_heartbeat=heartbeat,
+        saturation=saturation,
         min_capacity=config.min_replicas,
         market_hours_min_capacity=policy.market_hours.min_replicas,
         max_capacity=maximum,
@@ -335,29 +441,76 @@ def _scale_in_steps(
     return _merge(bands)
 
 
+# The queue-depth bands' upper edges, as fractions of the per-instance queue bound.
+QUEUE_BAND_EDGES = (0.25, 0.5, 0.75)
+
+
+def queue_runner_capacity(capacity: int, queued_per_instance: float, max_running: int) -> int:
+    """Instances that run every queued sequence as well: n * (running + queued) / running,
+    when each of the `capacity` instances runs `max_running` and queues the rest."""
+    return math.ceil(capacity * (max_running + queued_per_instance) / max_running - 1e-9)
+
+
+def _queue_depth_steps(queue: GatewayQueue, maximum: int) -> tuple[StepAdjustment, ...]:
+    # A queue forms only once an instance runs `max_running` sequences, so q queued per
+    # instance on n instances needs n * q / max_running more of them. Each band adds the
+    # smallest percentage that, after EC2 Auto Scaling's rounding toward zero, reaches that
+    # capacity at the band's upper edge for every fleet size (hence at any q in the band);
+    # the last band sizes for a full queue (requests are being shed: demand is unknown).
+    threshold = queue.scale_out_queue_depth
+    full = max(float(queue.max_queued), threshold + 1)
+    uppers = sorted({edge * queue.max_queued for edge in QUEUE_BAND_EDGES} | {full})
+    uppers = [edge for edge in uppers if edge > threshold]
+    bands: list[tuple[float | None, float | None, int]] = []
+    lower = 0.0
+    for index, upper in enumerate(uppers):
+        last = index == len(uppers) - 1
+        percent = _percent_running_queue(upper, queue.max_running, maximum)
+        bands.append((lower, None if last else round(upper - threshold, 3), percent))
+        lower = round(upper - threshold, 3)
+    return _merge(bands)
+
+
+def _percent_running_queue(queued: float, max_running: int, maximum: int) -> int:
+    """The smallest percentage whose change reaches `queue_runner_capacity` at every size."""
+    wanted = {
+        n: min(queue_runner_capacity(n, queued, max_running), maximum) for n in range(1, maximum)
+    }
+    return next(
+        p
+        for p in range(1, 100 * maximum + 1)
+        if all(n + percent_change(n, p, 1) >= capacity for n, capacity in wanted.items())
+    )
+
+
 @dataclass(frozen=True)
 class ReplayState:
     """What CloudWatch and the Auto Scaling group remember between metric periods."""
 
-    datapoints: tuple[float | None, ...] = ()
+    datapoints: tuple[float | None, ...] = ()  # Demand per instance
     scale_out_next_action_s: float | None = None  # None: the alarm is not in ALARM
     scale_in_next_action_s: float | None = None
     warming: tuple[tuple[float, int], ...] = field(default=())  # (warm at, instances)
+    queue_datapoints: tuple[float | None, ...] = ()  # QueueDepth per instance
+    queue_depth_next_action_s: float | None = None
 
 
 def replay_step(
     rules: ScalingRules,
     state: ReplayState,
     at_s: float,
-    ongoing_requests_per_instance: float | None,
+    demand_per_instance: float | None,
     desired: int,
     min_capacity: int | None = None,
+    *,
+    queue_depth_per_instance: float | None = None,
 ) -> tuple[int, ReplayState]:
-    """Feed one metric period's datapoint; return the new desired capacity and state.
+    """Feed one metric period's datapoints; return the new desired capacity and state.
 
-    Call once per `rules.scale_out.alarm.period_s`, with the Average of OngoingRequests
-    per instance over that period (None if nothing was published), the group's current
-    desired capacity and the minimum in force (the schedule's; default `min_capacity`).
+    Call once per `rules.scale_out.alarm.period_s`, with the Average of Demand per instance
+    over that period and the Average of QueueDepth per instance (None if nothing was
+    published), the group's current desired capacity and the minimum in force (the
+    schedule's; default `min_capacity`).
 
     Modelled AWS behaviour:
     - each alarm is evaluated on its last `evaluation_periods` datapoints;
@@ -365,33 +518,60 @@ def replay_step(
       alarm stays in ALARM (CloudWatch's repeat for Auto Scaling actions);
     - a scale-out counts instances still within `estimated_instance_warmup_s` as already
       added: the step is computed on the warm capacity and only the excess is launched;
+    - when several policies run in the same period, EC2 Auto Scaling applies the one that
+      gives the largest capacity (for scale-out and scale-in alike);
     - the group clamps the result to [min, max].
     """
     lower = rules.min_capacity if min_capacity is None else min_capacity
     upper = rules.max_capacity
     desired = min(max(desired, lower), upper)
     window = max(rules.scale_out.alarm.evaluation_periods, rules.scale_in.alarm.evaluation_periods)
-    datapoints = (*state.datapoints, ongoing_requests_per_instance)[-window:]
+    datapoints = (*state.datapoints, demand_per_instance)[-window:]
+    queue_window = rules.queue_depth.alarm.evaluation_periods
+    queue_datapoints = (*state.queue_datapoints, queue_depth_per_instance)[-queue_window:]
     warming = tuple((ready, count) for ready, count in state.warming if ready > at_s)
-    metric = ongoing_requests_per_instance
 
     out_next = _next_action(rules.scale_out.alarm, datapoints, state.scale_out_next_action_s, at_s)
     in_next = _next_action(rules.scale_in.alarm, datapoints, state.scale_in_next_action_s, at_s)
+    queue_next = _next_action(
+        rules.queue_depth.alarm, queue_datapoints, state.queue_depth_next_action_s, at_s
+    )
 
-    if out_next is not None and out_next <= at_s and metric is not None:
+    # (capacity wanted, is a scale-out) of every policy whose action runs now.
+    candidates: list[tuple[int, bool]] = []
+    warm = desired - sum(count for _, count in warming)
+    for rule, next_s, metric in (
+        (rules.scale_out, out_next, demand_per_instance),
+        (rules.queue_depth, queue_next, queue_depth_per_instance),
+    ):
+        if next_s is not None and next_s <= at_s and metric is not None:
+            step = rule.policy.adjustment(metric, rule.alarm.threshold, warm)
+            # A scale-out never lowers the group, whatever the warm capacity's step says.
+            candidates.append((max(min(max(warm + step, lower), upper), desired), True))
+    if out_next is not None and out_next <= at_s and demand_per_instance is not None:
         out_next = at_s + AUTOSCALING_ACTION_REPEAT_S
-        warm = desired - sum(count for _, count in warming)
-        step = rules.scale_out.policy.adjustment(metric, rules.scale_out.alarm.threshold, warm)
-        wanted = min(max(warm + step, lower), upper)
-        if wanted > desired:
-            warmup = rules.scale_out.policy.estimated_instance_warmup_s
-            warming = (*warming, (at_s + warmup, wanted - desired))
-            desired = wanted
-    elif in_next is not None and in_next <= at_s and metric is not None:
+    if queue_next is not None and queue_next <= at_s and queue_depth_per_instance is not None:
+        queue_next = at_s + AUTOSCALING_ACTION_REPEAT_S
+    if in_next is not None and in_next <= at_s and demand_per_instance is not None:
         in_next = at_s + AUTOSCALING_ACTION_REPEAT_S
-        step = rules.scale_in.policy.adjustment(metric, rules.scale_in.alarm.threshold, desired)
-        desired = min(max(desired + step, lower), upper)
-    return desired, ReplayState(datapoints, out_next, in_next, warming)
+        step = rules.scale_in.policy.adjustment(
+            demand_per_instance, rules.scale_in.alarm.threshold, desired
+        )
+        candidates.append((min(max(desired + step, lower), upper), False))
+
+    if candidates:
+        wanted, scales_out = max(candidates)
+        if scales_out:
+            # A scale-out launches only what the warm capacity's step exceeds the group by.
+            if wanted > desired:
+                warmup = rules.scale_out.policy.estimated_instance_warmup_s
+                warming = (*warming, (at_s + warmup, wanted - desired))
+                desired = wanted
+        elif wanted < desired:
+            desired = wanted
+    return desired, ReplayState(
+        datapoints, out_next, in_next, warming, queue_datapoints, queue_next
+    )
 
 
 def _next_action(

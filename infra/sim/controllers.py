@@ -100,8 +100,8 @@ class RayServe:
 
 class ProposedOnAws:
     """The policy as deployed on AWS: its compiled alarms and step policies
-    (`infra.policy.aws_rules`), evaluated on each 10 s datapoint of the Average of
-    OngoingRequests per in-service instance, with the group's minimum set by scheduled
+    (`infra.policy.aws_rules`), evaluated on each 10 s datapoint of the Averages of Demand
+    and QueueDepth per in-service instance, with the group's minimum set by scheduled
     actions that fire up to 2 minutes late."""
 
     def __init__(
@@ -116,26 +116,34 @@ class ProposedOnAws:
         return self.schedule.at(start_s)
 
     def desired(self, view: FleetView) -> int:
-        samples = view.ongoing_per_instance
         # No in-service instance publishes nothing: CloudWatch then has no datapoint.
-        metric = sum(samples) / len(samples) if samples else None
         wanted, self.state = replay_step(
             self.rules,
             self.state,
             view.now_s,
-            metric,
+            _average(view.ongoing_per_instance),
             view.desired,
             min_capacity=self.schedule.at(view.now_s),
+            queue_depth_per_instance=_average(view.queue_per_instance),
         )
         return wanted
 
     def quiet_until(self, now_s: float, desired: int) -> float:
         # With only zeros in the alarm windows the rules can merely shrink the group, and
         # it is already at its minimum: nothing happens until the schedule changes.
-        idle = not any(self.state.datapoints) and not self.state.warming
+        idle = (
+            not any(self.state.datapoints)
+            and not any(self.state.queue_datapoints)
+            and not self.state.warming
+        )
         if idle and desired == self.schedule.at(now_s):
             return self.schedule.next_change_s(now_s)
         return now_s
+
+
+def _average(samples: Sequence[float]) -> float | None:
+    """CloudWatch's Average across the instances that published; none: no datapoint."""
+    return sum(samples) / len(samples) if samples else None
 
 
 class TargetTracking:

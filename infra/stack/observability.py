@@ -1,6 +1,6 @@
 """What people see: the dashboard, the paging alarms and their SNS topic, the log groups.
 
-This construct's alarm names are listed once in `ALARMS`; the two scaling alarms are named
+This construct's alarm names are listed once in `ALARMS`; the three scaling alarms are named
 here too, though their action is a scaling policy. `ALL_ALARMS` adds the calendar function's
 two: it is every alarm the stack deploys (the runbook has one entry per name).
 """
@@ -24,9 +24,11 @@ from cdktn_provider_aws.sns_topic import SnsTopic
 from cdktn_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
+from contract import SHED_METRIC
 from infra.policy.aws_rules import (
     DEMAND_METRIC,
     GROUP_DIMENSION,
+    GROUP_METRICS_NAMESPACE,
     QUEUE_DEPTH_METRIC,
     ScalingRules,
 )
@@ -35,15 +37,16 @@ from infra.stack.market_calendar import CALENDAR_ALARMS
 from infra.stack.scaling import rule_alarm_config
 
 # Alarm names, without the fleet's name in front (see `alarm_name`).
-SCALE_OUT_ALARM = "ongoing-requests-high"
-SCALE_IN_ALARM = "ongoing-requests-low"
+SCALE_OUT_ALARM = "demand-high"
+SCALE_IN_ALARM = "demand-low"
+QUEUE_DEPTH_ALARM = "queue-depth-high"
 METRIC_MISSING_ALARM = "scaling-metric-missing"
 LATENCY_ALARM = "p99-latency-over-sla"
 ERROR_RATE_ALARM = "5xx-rate-high"
 UNHEALTHY_HOST_ALARM = "unhealthy-host"
 NO_HEALTHY_HOST_ALARM = "no-healthy-hosts"
 SATURATED_ALARM = "at-max-capacity-queue-high"
-SCALING_ALARMS = (SCALE_OUT_ALARM, SCALE_IN_ALARM)
+SCALING_ALARMS = (SCALE_OUT_ALARM, SCALE_IN_ALARM, QUEUE_DEPTH_ALARM)
 PAGING_ALARMS = (
     METRIC_MISSING_ALARM,
     LATENCY_ALARM,
@@ -57,7 +60,6 @@ ALARMS = SCALING_ALARMS + PAGING_ALARMS
 ALL_ALARMS = ALARMS + CALENDAR_ALARMS
 
 LOG_GROUPS = (f"{LOG_GROUP_PREFIX}/gateway", f"{LOG_GROUP_PREFIX}/vllm")
-SATURATED_MINUTES = 10
 ALB_NAMESPACE = "AWS/ApplicationELB"
 
 
@@ -201,7 +203,7 @@ class Observability(Construct):
 
         self._page(
             METRIC_MISSING_ALARM,
-            "No gateway published OngoingRequests for "
+            f"No gateway published {DEMAND_METRIC} for "
             f"{heartbeat.window_s} s: scaling is blind (it neither grows nor shrinks)",
             **rule_alarm_config(heartbeat, props.namespace, props.autoscaling_group_name),
         )
@@ -268,31 +270,38 @@ class Observability(Construct):
             # The ALB stops publishing when it has no registered target at all.
             treat_missing_data="breaching",
         )
-        target = props.rules.scale_out.alarm.threshold
+        saturation = props.rules.saturation
         self._page(
             SATURATED_ALARM,
-            f"At max capacity ({props.rules.max_capacity}) with ongoing requests per "
-            f"instance still above the target ({target:g}) for {SATURATED_MINUTES} min",
-            evaluation_periods=SATURATED_MINUTES,
-            datapoints_to_alarm=SATURATED_MINUTES,
+            f"{saturation.in_service_metric} at the maximum ({saturation.max_capacity}) with "
+            f"{saturation.queue_metric} per instance above {saturation.queue_threshold:g} for "
+            f"{saturation.window_s // 60} min: the fleet cannot grow and requests wait or are shed",
+            evaluation_periods=saturation.evaluation_periods,
+            datapoints_to_alarm=saturation.evaluation_periods,
             threshold=1,
             comparison_operator="GreaterThanOrEqualToThreshold",
             treat_missing_data="notBreaching",
             metric_query=[
                 _metric(
-                    "desired",
-                    "GroupDesiredCapacity",
+                    "inservice",
+                    saturation.in_service_metric,
                     group,
-                    "Maximum",
-                    namespace="AWS/AutoScaling",
+                    saturation.in_service_statistic,
+                    namespace=GROUP_METRICS_NAMESPACE,
+                    period=saturation.period_s,
                 ),
-                _metric("ongoing", DEMAND_METRIC, group, "Average", namespace=props.namespace),
+                _metric(
+                    "queue",
+                    saturation.queue_metric,
+                    group,
+                    saturation.queue_statistic,
+                    namespace=props.namespace,
+                    period=saturation.period_s,
+                ),
                 CloudwatchMetricAlarmMetricQuery(
                     id="saturated",
-                    label="at max and above target",
-                    expression=(
-                        f"IF(desired >= {props.rules.max_capacity} AND ongoing > {target:g}, 1, 0)"
-                    ),
+                    label="in service at max with a queue",
+                    expression=saturation.expression,
                     return_data=True,
                 ),
             ],
@@ -322,9 +331,9 @@ class Observability(Construct):
 
         widgets = [
             graph(
-                "Ongoing requests per instance vs target (the scaling signal)",
+                "Demand per instance vs target (the scaling signal)",
                 [[props.namespace, DEMAND_METRIC, *group, {"stat": "Average"}]],
-                period=10,
+                period=rules.scale_out.alarm.period_s,
                 annotations={
                     "horizontal": [
                         {
@@ -336,13 +345,13 @@ class Observability(Construct):
                 },
             ),
             graph(
-                "vLLM queue depth (waiting requests)",
+                "Queue depth per instance (sequences waiting)",
                 [
                     [
                         props.namespace,
                         QUEUE_DEPTH_METRIC,
                         *group,
-                        {"stat": "Sum", "label": "fleet"},
+                        {"stat": "Average", "label": "per instance (the alarm's)"},
                     ],
                     [
                         props.namespace,
@@ -351,12 +360,25 @@ class Observability(Construct):
                         {"stat": "Maximum", "label": "worst instance"},
                     ],
                 ],
-                period=10,
+                period=rules.queue_depth.alarm.period_s,
+                annotations={
+                    "horizontal": [
+                        {
+                            "label": "scale out above",
+                            "value": rules.queue_depth.alarm.threshold,
+                        }
+                    ]
+                },
+            ),
+            graph(
+                "Requests shed by the gateways (503/429)",
+                [[props.namespace, SHED_METRIC, *group, {"stat": "Sum", "label": "fleet"}]],
+                period=60,
             ),
             graph(
                 "Instances: desired / in service / min / max",
                 [
-                    ["AWS/AutoScaling", name, *group, {"stat": "Maximum"}]
+                    [GROUP_METRICS_NAMESPACE, name, *group, {"stat": "Maximum"}]
                     for name in (
                         "GroupDesiredCapacity",
                         "GroupInServiceInstances",
@@ -444,6 +466,7 @@ def _metric(
     dimensions: dict[str, str],
     stat: str,
     namespace: str = ALB_NAMESPACE,
+    period: int = 60,
 ) -> CloudwatchMetricAlarmMetricQuery:
     return CloudwatchMetricAlarmMetricQuery(
         id=id_,
@@ -452,6 +475,6 @@ def _metric(
             metric_name=metric_name,
             dimensions=dimensions,
             stat=stat,
-            period=60,
+            period=period,
         ),
     )

@@ -1,4 +1,8 @@
-"""Step scaling compiled from the policy: two high-resolution alarms, two step policies.
+"""Step scaling compiled from the policy: three high-resolution alarms, three step policies.
+
+Demand per instance drives the scale-out and scale-in policies; QueueDepth per instance
+drives a second scale-out policy that adds what the queue needs. When several run at once,
+EC2 Auto Scaling applies the one giving the largest capacity.
 
 The numbers all come from `infra.policy.aws_rules.compile_scaling_rules`; this construct
 only turns them into resources, so what is deployed is what the replay tests exercise.
@@ -46,11 +50,13 @@ class ScalingProps:
     rules: ScalingRules
     scale_out_alarm_name: str
     scale_in_alarm_name: str
+    queue_depth_alarm_name: str
 
 
 class Scaling(Construct):
     scale_out_policy_arn: str
     scale_in_policy_arn: str
+    queue_depth_policy_arn: str
 
     def __init__(self, scope: Construct, id_: str, props: ScalingProps) -> None:
         super().__init__(scope, id_)
@@ -59,6 +65,9 @@ class Scaling(Construct):
         )
         self.scale_in_policy_arn = self._rule(
             "scale-in", props, props.rules.scale_in, props.scale_in_alarm_name
+        )
+        self.queue_depth_policy_arn = self._rule(
+            "queue-depth", props, props.rules.queue_depth, props.queue_depth_alarm_name
         )
 
     def _rule(self, id_: str, props: ScalingProps, rule: ScalingRule, alarm_name: str) -> str:

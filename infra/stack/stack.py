@@ -22,6 +22,7 @@ from infra.stack.market_calendar import MarketCalendar, MarketCalendarProps
 from infra.stack.naming import stack_name as stack_name
 from infra.stack.network import Network, NetworkProps
 from infra.stack.observability import (
+    QUEUE_DEPTH_ALARM,
     SCALE_IN_ALARM,
     SCALE_OUT_ALARM,
     UNHEALTHY_HOST_ALARM,
@@ -193,6 +194,7 @@ class FleetStack(TerraformStack):
                 rules=self.rules,
                 scale_out_alarm_name=self.observability.alarm_names[SCALE_OUT_ALARM],
                 scale_in_alarm_name=self.observability.alarm_names[SCALE_IN_ALARM],
+                queue_depth_alarm_name=self.observability.alarm_names[QUEUE_DEPTH_ALARM],
             ),
         )
         self.schedule = Schedule(

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import GatewaySettings
+from infra.policy import FLEET_POLICY
 from infra.stack.load_balancer import backend_keep_alive_s
 from infra.stack.settings import StackSettings
 from tests.ami.unitfile import (
@@ -187,6 +188,18 @@ def test_vllm_flags_fit_an_a10g(vllm_unit: Unit, tmp_path: Path) -> None:
     assert 10 <= max_num_seqs <= 256
     assert option(argv, "--model") == VLLM_DEFAULTS["VLLM_MODEL_DIR"]
     assert option(argv, "--served-model-name") == VLLM_DEFAULTS["VLLM_SERVED_MODEL_NAME"]
+
+
+def test_vllm_batch_is_the_policys_engine_max_num_seqs(vllm_unit: Unit, tmp_path: Path) -> None:
+    # One number, two places: the image's unit and the policy the stack renders into the
+    # gateway's env. The gateway sends at most engine_max_num_seqs - probe_reserve, so the
+    # readiness probe always finds a slot in vLLM's batch.
+    argv = _vllm_argv(vllm_unit, tmp_path)
+    queue = FLEET_POLICY.queue
+    assert int(option(argv, "--max-num-seqs")) == queue.engine_max_num_seqs
+    assert queue.max_running == queue.engine_max_num_seqs - queue.probe_reserve
+    # at least the demand target runs at once, so vLLM's batch never caps the scaling signal
+    assert queue.max_running >= FLEET_POLICY.default.target_ongoing_requests
 
 
 def test_vllm_restarts_on_failure_with_a_limit(vllm_unit: Unit) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from infra.policy import FLEET_POLICY
 from tests.ami.unitfile import UNITS_DIR, exec_start_argv, parse_unit, unit_environment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,7 +65,8 @@ def test_flags_parse_to_the_values_the_unit_means(parsed: dict[str, Any]) -> Non
     assert args["model"] == MODEL_DIR
     assert args["served_model_name"] == [SERVED_NAME]
     assert args["max_model_len"] == 8192
-    assert args["max_num_seqs"] == 32
+    # the policy's number (tests/ami/test_units.py holds the unit text to it as well)
+    assert args["max_num_seqs"] == FLEET_POLICY.queue.engine_max_num_seqs
     # Parsed by the CPU build too; its CPU backend sizes the KV cache from
     # VLLM_CPU_KVCACHE_SPACE instead, so this is checked here and used on the A10G.
     assert args["gpu_memory_utilization"] == pytest.approx(0.90)

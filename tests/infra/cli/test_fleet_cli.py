@@ -34,6 +34,26 @@ def test_policy_json_shows_configs_and_derived_windows(capsys: pytest.CaptureFix
     assert payload["market_hours"]["min_replicas"] == 2
     assert payload["derived"]["scale_out_evaluation_periods"] == 3
     assert payload["derived"]["scale_in_evaluation_periods"] == 30
+    # the gateway's queue, as the policy holds it and with what follows from it
+    assert payload["queue"]["max_queued"] == 32
+    assert payload["queue"]["max_queue_wait_s"] == 30.0
+    assert payload["queue"]["scale_out_queue_depth"] == 1.0
+    assert payload["derived"]["queue_max_running"] == 30
+    assert payload["derived"]["queue_tenant_max_queued"] == 16
+
+
+def test_policy_table_prints_the_queue_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proposal = tmp_path / "queue.toml"
+    proposal.write_text("[queue]\nmax_queued = 12\nmax_queue_wait_s = 20\n")
+    assert main(["policy", "--policy", str(proposal)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    section = lines[lines.index("queue (per instance; counts are sequences)") + 1 :]
+    rows = dict(line.strip().rsplit(maxsplit=1) for line in section[: section.index("")])
+    assert rows["max_queued"] == "12" and rows["max_queue_wait_s"] == "20"
+    assert rows["engine_max_num_seqs"] == "32" and rows["tenant_queue_share"] == "0.5"
+    assert rows["max_running (derived)"] == "30"
 
 
 @pytest.mark.parametrize(
@@ -61,6 +81,16 @@ def test_invalid_policy_file_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "fleet policy: error: market_hours.min_replicas: must be <= max_replicas (4), got 7"
+    )
+
+
+def test_invalid_queue_section_names_the_field(tmp_path: Path) -> None:
+    proposal = tmp_path / "bad-queue.toml"
+    proposal.write_text("[queue]\nmax_queue_wait_s = 0\n")
+    result = run_fleet("policy", "--policy", str(proposal))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "fleet policy: error: queue.max_queue_wait_s: must be in (0, 600] seconds, got 0"
     )
 
 

@@ -33,6 +33,17 @@ def test_proposal_overrides_only_what_it_lists(tmp_path: Path) -> None:
         ({"defaults": {}}, "defaults: unknown section"),
         ({"schedule": {"open_time": "9am"}}, "schedule.open_time: must be a time as HH:MM"),
         ({"schedule": {"time_zone": "Mars/Olympus"}}, "schedule.time_zone: unknown IANA"),
+        ({"queue": {"max_queue_wait_s": 0}}, "queue.max_queue_wait_s: must be in (0, 600]"),
+        ({"queue": {"max_queue_wait_s": 30_000}}, "queue.max_queue_wait_s: must be in (0, 600]"),
+        ({"queue": {"max_queued": 2.5}}, "queue.max_queued: must be a whole number"),
+        ({"queue": {"engine_max_num_seqs": 1}}, "queue.engine_max_num_seqs: must be between 2"),
+        ({"queue": {"probe_reserve": 32}}, "queue.probe_reserve: must be between 1 and 31"),
+        ({"queue": {"tenant_queue_share": 0}}, "queue.tenant_queue_share: must be in (0, 1]"),
+        (
+            {"queue": {"max_queued": 4, "scale_out_queue_depth": 5.0}},
+            "queue.scale_out_queue_depth: must be between 0 and max_queued (4)",
+        ),
+        ({"queue": {"max_queue": 8}}, "queue.max_queue: unknown field"),
         (
             {
                 "special_days": [
@@ -53,6 +64,20 @@ def test_bad_proposals_name_the_field(data: dict[str, object], message: str) -> 
     with pytest.raises(PolicyError) as raised:
         policy_from_mapping(data, FLEET_POLICY)
     assert str(raised.value).startswith(message)
+
+
+def test_a_queue_section_overrides_only_what_it_lists(tmp_path: Path) -> None:
+    proposal = tmp_path / "queue.toml"
+    proposal.write_text(
+        "[queue]\nmax_queued = 48\nmax_queue_wait_s = 20.5\nscale_out_queue_depth = 2\n"
+    )
+    queue = load_policy(proposal, FLEET_POLICY).queue
+    assert (queue.max_queued, queue.max_queue_wait_s, queue.scale_out_queue_depth) == (48, 20.5, 2)
+    # the rest is the deployed policy's
+    assert queue.engine_max_num_seqs == FLEET_POLICY.queue.engine_max_num_seqs
+    assert queue.tenant_queue_share == FLEET_POLICY.queue.tenant_queue_share
+    assert queue.max_running == FLEET_POLICY.queue.max_running == 30
+    assert queue.tenant_max_queued == 24
 
 
 def test_bad_toml_is_a_policy_error(tmp_path: Path) -> None:

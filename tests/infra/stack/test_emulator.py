@@ -148,13 +148,21 @@ def test_scheduled_actions_keep_their_time_zone(report: dict[str, Any]) -> None:
 def test_alarms_have_their_periods_and_real_actions(report: dict[str, Any]) -> None:
     alarms = {a["AlarmName"]: a for a in report["observed"]["alarms"]}
     assert set(alarms) == {alarm_name("finsight-serving-dev", alarm) for alarm in ALL_ALARMS}
-    out = alarms["finsight-serving-dev-ongoing-requests-high"]
+    out = alarms["finsight-serving-dev-demand-high"]
     assert (out["Period"], out["EvaluationPeriods"]) == (10, 3)
-    scale_in = alarms["finsight-serving-dev-ongoing-requests-low"]
+    scale_in = alarms["finsight-serving-dev-demand-low"]
     assert (scale_in["Period"], scale_in["EvaluationPeriods"]) == (10, 30)
+    queue = alarms["finsight-serving-dev-queue-depth-high"]
+    assert (queue["MetricName"], queue["Period"], queue["EvaluationPeriods"]) == (
+        "QueueDepth",
+        10,
+        3,
+    )
     policies = {p["PolicyARN"]: p for p in report["observed"]["policies"]}
-    assert out["AlarmActions"][0] in policies
-    assert policies[out["AlarmActions"][0]]["PolicyType"] == "StepScaling"
+    for scaling in (out, queue):
+        assert scaling["AlarmActions"][0] in policies
+        assert policies[scaling["AlarmActions"][0]]["PolicyType"] == "StepScaling"
+    assert out["AlarmActions"] != queue["AlarmActions"]
     topics = {t["TopicArn"] for t in report["observed"]["topics"]}
     assert alarms["finsight-serving-dev-no-healthy-hosts"]["AlarmActions"][0] in topics
 

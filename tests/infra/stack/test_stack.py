@@ -12,12 +12,16 @@ import pytest
 
 from infra.policy import FLEET_POLICY, FleetPolicy, cold_start, effective_schedule
 from infra.policy.aws_rules import compile_scaling_rules
+from infra.policy.scaling import HIGH_RESOLUTION_PERIODS_S
 from infra.stack.fleet import GATEWAY_ENV_PATH, VLLM_ENV_PATH
 from infra.stack.market_calendar import CALENDAR_ALARMS
 from infra.stack.observability import (
     ALARMS,
     ALL_ALARMS,
     PAGING_ALARMS,
+    QUEUE_DEPTH_ALARM,
+    SCALE_IN_ALARM,
+    SCALE_OUT_ALARM,
     SCALING_ALARMS,
     UNHEALTHY_HOST_ALARM,
     alarm_name,
@@ -399,12 +403,13 @@ def test_scaling_alarms_and_steps_are_the_compiled_rules(stack: Stack) -> None:
     alarms = fleet_alarms(stack)
     policies = {b["name"]: b for b in resources(stack, "aws_autoscaling_policy").values()}
     rules = compile_scaling_rules(stack_policy(stack))
-    for alarm, rule, suffix in (
-        (SCALING_ALARMS[0], rules.scale_out, "scale-out"),
-        (SCALING_ALARMS[1], rules.scale_in, "scale-in"),
+    for alarm, rule, suffix, metric in (
+        (SCALE_OUT_ALARM, rules.scale_out, "scale-out", "Demand"),
+        (SCALE_IN_ALARM, rules.scale_in, "scale-in", "Demand"),
+        (QUEUE_DEPTH_ALARM, rules.queue_depth, "queue-depth", "QueueDepth"),
     ):
         body = alarms[alarm_name(name, alarm)]
-        assert body["metric_name"] == "OngoingRequests" and body["statistic"] == "Average"
+        assert body["metric_name"] == metric and body["statistic"] == "Average"
         assert body["period"] == FLEET_POLICY.default.metric_period_s == 10
         assert body["evaluation_periods"] * body["period"] == rule.alarm.window_s
         assert body["threshold"] == rule.alarm.threshold
@@ -432,8 +437,14 @@ def test_scaling_alarms_and_steps_are_the_compiled_rules(stack: Stack) -> None:
             for s in rule.policy.steps
         ]
     assert FLEET_POLICY.default.upscale_delay_s == 30
-    out = alarms[alarm_name(name, SCALING_ALARMS[0])]
+    out = alarms[alarm_name(name, SCALE_OUT_ALARM)]
     assert out["evaluation_periods"] == out["datapoints_to_alarm"] == 3
+    # each scaling alarm drives its own policy
+    actions = [alarms[alarm_name(name, alarm)]["alarm_actions"][0] for alarm in SCALING_ALARMS]
+    assert len(set(actions)) == len(SCALING_ALARMS)
+    # high resolution: CloudWatch alarm periods under a minute are 10, 20 or 30 s only
+    for alarm in SCALING_ALARMS:
+        assert alarms[alarm_name(name, alarm)]["period"] in HIGH_RESOLUTION_PERIODS_S
 
 
 def ref_name(stack: Stack) -> str:
@@ -481,8 +492,9 @@ def test_dashboard_tells_the_scaling_story(stack: Stack) -> None:
     body = json.loads(dashboard["dashboard_body"])
     text = json.dumps(body)
     for needle in (
-        "OngoingRequests",
+        "Demand",
         "QueueDepth",
+        "Shed",
         "GroupDesiredCapacity",
         "GroupInServiceInstances",
         "GroupMinSize",
@@ -508,9 +520,17 @@ def test_dashboard_tells_the_scaling_story(stack: Stack) -> None:
         if not line[0].startswith("AWS/")
     }
     assert namespaces == {settings.cloudwatch_namespace}
-    [signal] = [w for w in body["widgets"] if "OngoingRequests" in json.dumps(w)]
+    rules = compile_scaling_rules(stack_policy(stack))
+    [signal] = [w for w in body["widgets"] if '"Demand"' in json.dumps(w)]
     lines = [a["value"] for a in signal["properties"]["annotations"]["horizontal"]]
-    assert compile_scaling_rules(stack_policy(stack)).scale_out.alarm.threshold in lines
+    assert rules.scale_out.alarm.threshold in lines
+    assert rules.scale_in.alarm.threshold in lines
+    [queue] = [w for w in body["widgets"] if '"QueueDepth"' in json.dumps(w)]
+    lines = [a["value"] for a in queue["properties"]["annotations"]["horizontal"]]
+    assert lines == [rules.queue_depth.alarm.threshold]
+    assert {line[-1]["stat"] for line in queue["properties"]["metrics"]} == {"Average", "Maximum"}
+    [shed] = [w for w in body["widgets"] if '"Shed"' in json.dumps(w)]
+    assert [line[-1]["stat"] for line in shed["properties"]["metrics"]] == ["Sum"]
 
 
 def test_log_groups_keep_logs_for_the_environment_retention(stack: Stack) -> None:
