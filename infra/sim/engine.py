@@ -216,7 +216,9 @@ def simulate(
             if at > now_s:
                 break
             span = at - replica.last_s
-            replica.area += queue.demand * span
+            # `queue.demand`, read as its two counters: a property call here costs a
+            # month's run seconds.
+            replica.area += (queue.running + queue.queued) * span
             replica.queue_area += (queue.queued + len(waiting)) * span
             replica.virtual = next_virtual
             replica.last_s = at
@@ -238,7 +240,7 @@ def simulate(
         if replica.running:
             replica.virtual += (now_s - replica.last_s) * speed[replica.running]
         span = now_s - replica.last_s
-        replica.area += queue.demand * span
+        replica.area += (queue.running + queue.queued) * span
         replica.queue_area += (queue.queued + len(waiting)) * span
         replica.last_s = now_s
         reschedule(replica)
@@ -272,7 +274,8 @@ def simulate(
             # the others are brought up to date lazily, when next touched.
             if replica.next_s <= now_s and replica.state == SERVING:
                 advance(replica, now_s)
-            outstanding = replica.gateway.demand + replica.lost
+            queue = replica.gateway
+            outstanding = queue.running + queue.queued + replica.lost
             if outstanding < fewest:
                 best, fewest = replica, outstanding
         if best is None:
