@@ -22,7 +22,7 @@ from infra.policy import FLEET_POLICY
 from infra.policy.loader import load_policy
 from infra.sim.check import REFERENCE_DAYS, REFERENCE_START, Limits, evaluate
 from infra.sim.progress import ProgressBar
-from infra.sim.report import json_safe
+from infra.sim.report import burst_cell, json_safe
 from infra.sim.runner import POLICY_CONFIG, run_configs
 
 MAX_DAYS = 92
@@ -85,11 +85,18 @@ def run(args: argparse.Namespace) -> int:
         )
         for label, summary in summaries.items():
             latency = summary.latency
+            sheds = summary.sheds
             print(
                 f"  {label:<10} p99 TTFT {latency.p99_ttft_s:6.2f} s  p99 E2E "
                 f"{latency.p99_e2e_s:6.1f} s  within SLA {latency.sla_attainment:7.2%}  "
                 f"GPU-h {summary.gpu_hours:6.1f}  scale events {summary.scale_events}  "
                 f"reversals {summary.reversals}"
+            )
+            print(
+                f"  {'':<10} shed {sheds.requests} ({sheds.share:.3%}; refused before "
+                f"retries 503 {sheds.refused_503}, 429 {sheds.refused_429})  queue wait "
+                f"p50 {summary.queue_wait_p50_s:.2f} s p99 {summary.queue_wait_p99_s:.2f} s  "
+                f"burst->capacity p50/max {burst_cell(summary)}"
             )
         for finding in findings:
             print(finding.line())

@@ -28,10 +28,12 @@ class FleetView:
     """What a controller observes at one tick."""
 
     now_s: float
-    ongoing_per_instance: Sequence[float]  # each in-service instance, mean over the period
+    # Each serving instance's published Demand (running + queued at its gateway), mean
+    # over the period; the name predates the queue (it is what Ray calls ongoing requests).
+    ongoing_per_instance: Sequence[float]
     desired: int  # the group's current desired capacity (pending instances included)
-    # Each in-service instance's QueueDepth for the period, in the same order (empty when
-    # the engine does not model the gateway's queue).
+    # Each serving instance's QueueDepth for the period (queued at the gateway plus waiting
+    # in vLLM), in the same order (empty when a caller models no queue).
     queue_per_instance: Sequence[float] = ()
 
 

@@ -1,4 +1,5 @@
-"""Summaries of one run: latency percentiles, SLA attainment, cost, scaling behaviour."""
+"""Summaries of one run: latency percentiles, SLA attainment, sheds, queue waits, cost,
+scaling behaviour."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from infra.sim.engine import RunResult
+from infra.sim.engine import RunResult, Timeline
+from infra.sim.gateway import REFUSED_TENANT_SHARE
 from infra.sim.sla import Sla
 from infra.sim.trace import FloatArray, Trace
 
@@ -30,6 +32,18 @@ class LatencySummary:
 
 
 @dataclass(frozen=True)
+class Sheds:
+    """Requests the client finally got an error for, and refusals before retries."""
+
+    requests: int  # client-visible errors: the last attempt refused (5xx or 429)
+    share: float  # of all requests
+    server_errors: int  # of `requests`, those whose last answer was a 5xx
+    refused_503: int  # every 503 attempt, retried or not
+    refused_429: int
+    retries: int
+
+
+@dataclass(frozen=True)
 class ConfigReport:
     """One config's row of the report (JSON keys are these field names)."""
 
@@ -39,9 +53,16 @@ class ConfigReport:
     cost_usd: float
     scale_events: int
     reversals: int
-    burst_to_capacity_s: float | None  # median over bursts that got added capacity
-    bursts_without_added_capacity: int
-    failed_requests: int
+    # Scale-out episodes (see `scale_out_episodes`): median and max seconds from demand
+    # above target to the added instance serving, and episodes that got no capacity.
+    burst_to_capacity_s: float | None
+    burst_to_capacity_max_s: float | None
+    scale_out_episodes: int
+    episodes_without_added_capacity: int
+    failed_requests: int  # never completed: shed, or lost with a failed instance
+    sheds: Sheds
+    queue_wait_p50_s: float  # first send to vLLM starting it, over requests that started
+    queue_wait_p99_s: float
     per_tenant: dict[str, LatencySummary] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
@@ -60,8 +81,18 @@ class ConfigReport:
             "scale_events": self.scale_events,
             "reversals": self.reversals,
             "burst_to_capacity_s": self.burst_to_capacity_s,
-            "bursts_without_added_capacity": self.bursts_without_added_capacity,
+            "burst_to_capacity_max_s": self.burst_to_capacity_max_s,
+            "scale_out_episodes": self.scale_out_episodes,
+            "episodes_without_added_capacity": self.episodes_without_added_capacity,
             "failed_requests": self.failed_requests,
+            "shed_requests": self.sheds.requests,
+            "shed_share": self.sheds.share,
+            "shed_server_errors": self.sheds.server_errors,
+            "refused_503_before_retries": self.sheds.refused_503,
+            "refused_429_before_retries": self.sheds.refused_429,
+            "retries": self.sheds.retries,
+            "queue_wait_p50_s": self.queue_wait_p50_s,
+            "queue_wait_p99_s": self.queue_wait_p99_s,
             "per_tenant": {name: dict(vars(summary)) for name, summary in self.per_tenant.items()},
         }
 
@@ -106,26 +137,67 @@ def count_reversals(events: list[tuple[float, int, int]]) -> int:
     return reversals
 
 
-def burst_response_s(
-    burst_starts_s: tuple[float, ...], in_service_changes: list[tuple[float, int]]
+def scale_out_episodes(
+    timeline: Timeline, scale_events: list[tuple[float, int, int]], target: float
 ) -> tuple[list[float], int]:
-    """For each burst, seconds until more instances serve than at its start (or none)."""
-    times = [t for t, _ in in_service_changes]
+    """Burst-to-capacity: for each scale-out episode, the seconds it took.
+
+    An episode is a run of consecutive control ticks whose published demand per instance
+    (the period's mean, as the alarms see it) is above `target` and during which the
+    controller raised the desired capacity. It lasts from the first tick of the run (the
+    end of the first period above target) to the first tick at which more instances serve
+    than did at that first tick. Episodes with no such tick within 30 minutes of the start
+    are counted as without added capacity. Runs above target that never triggered a scale
+    out (a short spike, a fleet at its maximum) are no episode.
+    """
+    times = timeline.time_s
+    demand = timeline.ongoing_per_instance
+    serving = timeline.in_service
+    outs = [at for at, old, new in scale_events if new > old]
     delays: list[float] = []
     missed = 0
-    for burst in burst_starts_s:
-        index = bisect.bisect_right(times, burst) - 1
-        before = in_service_changes[index][1] if index >= 0 else 0
-        for at, serving in in_service_changes[index + 1 :]:
-            if at - burst > BURST_RESPONSE_WINDOW_S:
+    ticks = len(times)
+    i = 0
+    while i < ticks:
+        if demand[i] <= target:
+            i += 1
+            continue
+        first = i
+        while i < ticks and demand[i] > target:
+            i += 1
+        begins, ends = times[first], times[i - 1]
+        # The decision may land on the tick after the run: that tick's datapoint is back
+        # under target, but the alarm's window still holds the breaching ones.
+        limit = times[i] if i < ticks else ends
+        decision = bisect.bisect_left(outs, begins)
+        if decision >= len(outs) or outs[decision] > limit:
+            continue
+        before = serving[first]
+        for j in range(first, ticks):
+            if times[j] - begins > BURST_RESPONSE_WINDOW_S:
                 missed += 1
                 break
-            if serving > before:
-                delays.append(at - burst)
+            if serving[j] > before:
+                delays.append(times[j] - begins)
                 break
         else:
             missed += 1
     return delays, missed
+
+
+def shed_summary(result: RunResult) -> Sheds:
+    refused = result.refused
+    requests = int(np.count_nonzero(refused))
+    errors_429 = int(np.count_nonzero(refused == REFUSED_TENANT_SHARE))
+    refused_429 = result.refusals.get("429_tenant_share", 0)
+    return Sheds(
+        requests=requests,
+        share=requests / refused.size if refused.size else 0.0,
+        server_errors=requests - errors_429,
+        refused_503=sum(result.refusals.values()) - refused_429,
+        refused_429=refused_429,
+        retries=result.retries,
+    )
 
 
 def summarize(
@@ -133,20 +205,23 @@ def summarize(
     trace: Trace,
     sla: Sla,
     hourly_usd: float,
+    target: float,
     per_tenant: bool = True,
     reactive: bool = True,
 ) -> ConfigReport:
-    """`reactive` is False for fleets that do not respond to load (static, clairvoyant):
-    their burst-to-capacity time is not defined."""
+    """`target` is the demand per instance the policy scales to; `reactive` is False for
+    fleets that do not respond to load (static, clairvoyant): their burst-to-capacity time
+    is not defined."""
     tenants: dict[str, LatencySummary] = {}
     if per_tenant:
         for index, name in enumerate(trace.tenants):
             mask = trace.tenant == index
             tenants[name] = latency_summary(result.ttft_s[mask], result.e2e_s[mask], sla)
     if reactive:
-        delays, missed = burst_response_s(trace.burst_starts_s, result.in_service_changes)
+        delays, missed = scale_out_episodes(result.timeline, result.scale_events, target)
     else:
-        delays, missed = [], len(trace.burst_starts_s)
+        delays, missed = [], 0
+    waits = result.queue_wait_s[np.isfinite(result.queue_wait_s)]
     return ConfigReport(
         config=result.config,
         latency=latency_summary(result.ttft_s, result.e2e_s, sla),
@@ -155,7 +230,12 @@ def summarize(
         scale_events=len(result.scale_events),
         reversals=count_reversals(result.scale_events),
         burst_to_capacity_s=statistics.median(delays) if delays else None,
-        bursts_without_added_capacity=missed,
+        burst_to_capacity_max_s=max(delays) if delays else None,
+        scale_out_episodes=len(delays) + missed,
+        episodes_without_added_capacity=missed,
         failed_requests=int(np.count_nonzero(~np.isfinite(result.e2e_s))),
+        sheds=shed_summary(result),
+        queue_wait_p50_s=_percentile(waits, 50),
+        queue_wait_p99_s=_percentile(waits, sla.percentile),
         per_tenant=tenants,
     )

@@ -1,4 +1,5 @@
-"""The timeline PNG: traffic, load per instance vs target, capacity, rolling p99."""
+"""The timeline PNG: traffic, demand and queue depth per instance vs target, capacity,
+rolling p99."""
 
 from __future__ import annotations
 
@@ -79,6 +80,16 @@ def write_timeline(
             label=name,
             **style,
         )
+        if primary:
+            load.step(
+                when,
+                line.queue_per_instance,
+                where="post",
+                lw=0.8,
+                ls="--",
+                color="black",
+                label=f"{name} queue depth",
+            )
         capacity.step(
             when,
             line.in_service,
@@ -108,9 +119,12 @@ def write_timeline(
             **style,
         )
     load.axhline(target, color="tab:red", ls=":", label=f"target {target:g}")
-    load.set_ylabel("ongoing / instance")
+    load.set_ylabel("demand / instance")
     load.set_title(
-        "ongoing requests per instance (10 s average) vs target", loc="left", fontsize=10
+        "demand (running + queued) per serving instance, 10 s average, vs target; "
+        "queue depth dashed",
+        loc="left",
+        fontsize=10,
     )
     load.legend(loc="upper right", fontsize=8)
     capacity.set_ylabel("instances")

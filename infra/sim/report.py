@@ -44,7 +44,8 @@ def table(outcome: Outcome, trace: Trace, sla: Sla, seed: int) -> str:
     lines.append("")
     columns = (
         f"{'config':<16}{'TTFT p50':>9}{'p99':>7}{'E2E p50':>9}{'p99':>7}{'in SLA':>8}"
-        f"{'meets':>7}{'GPU-h':>8}{'USD':>8}{'scale':>7}{'revers':>8}{'burst->cap':>12}"
+        f"{'meets':>7}{'GPU-h':>8}{'USD':>8}{'shed':>7}{'shed%':>8}{'503/429':>11}"
+        f"{'wait p50':>9}{'p99':>7}{'scale':>7}{'revers':>8}{'burst->cap p50/max':>20}"
     )
     lines.append(columns)
     lines.append("-" * len(columns))
@@ -63,18 +64,37 @@ def table(outcome: Outcome, trace: Trace, sla: Sla, seed: int) -> str:
     for key, value in ratios(outcome).items():
         if value is not None:
             lines.append(f"{POLICY_CONFIG} {key.replace('_', ' ')}: {value:.2f}")
+    lines.append(
+        "shed: requests whose client got an error after its SDK retries (a miss of the SLA); "
+        "503/429: refused attempts before retries; wait: first send to vLLM starting it; "
+        "burst->cap: demand per instance above target to the added instance serving"
+    )
     return "\n".join(lines)
+
+
+def burst_cell(report: ConfigReport) -> str:
+    """Median/max burst-to-capacity seconds, and episodes that got no capacity."""
+    if report.burst_to_capacity_s is None or report.burst_to_capacity_max_s is None:
+        text = "n/a"
+    else:
+        text = f"{report.burst_to_capacity_s:.0f}/{report.burst_to_capacity_max_s:.0f} s"
+    if report.episodes_without_added_capacity:
+        text += f" +{report.episodes_without_added_capacity} none"
+    return text
 
 
 def _row(report: ConfigReport) -> str:
     latency = report.latency
-    burst = "n/a" if report.burst_to_capacity_s is None else f"{report.burst_to_capacity_s:.0f} s"
+    sheds = report.sheds
+    refused = f"{sheds.refused_503}/{sheds.refused_429}"
     return (
         f"{report.config:<16}{_seconds(latency.p50_ttft_s):>9}{_seconds(latency.p99_ttft_s):>7}"
         f"{_seconds(latency.p50_e2e_s):>9}{_seconds(latency.p99_e2e_s):>7}"
         f"{latency.sla_attainment:>8.2%}{'yes' if latency.meets_sla else 'NO':>7}"
-        f"{report.gpu_hours:>8.1f}{report.cost_usd:>8.0f}{report.scale_events:>7}"
-        f"{report.reversals:>8}{burst:>12}"
+        f"{report.gpu_hours:>8.1f}{report.cost_usd:>8.0f}{sheds.requests:>7}"
+        f"{sheds.share:>8.3%}{refused:>11}{_seconds(report.queue_wait_p50_s):>9}"
+        f"{_seconds(report.queue_wait_p99_s):>7}{report.scale_events:>7}"
+        f"{report.reversals:>8}{burst_cell(report):>20}"
     )
 
 

@@ -11,6 +11,7 @@ from infra.sim.aws import AwsMechanics, BootTimes, ScheduledMinimum
 from infra.sim.clairvoyant import plan
 from infra.sim.controllers import Controller, ProposedOnAws, RayServe, Static, TargetTracking
 from infra.sim.engine import RunResult, simulate
+from infra.sim.gateway import GatewayModel
 from infra.sim.metrics import ConfigReport, summarize
 from infra.sim.replica_model import A10G_VLLM, ReplicaModel
 from infra.sim.sla import Sla
@@ -32,6 +33,12 @@ class Simulation:
     model: ReplicaModel = A10G_VLLM
     mechanics: AwsMechanics = field(default_factory=AwsMechanics)
     period_s: float = 10.0
+    # The gateway in front of each replica; None: the one `policy.queue` configures.
+    gateway: GatewayModel | None = None
+
+    @property
+    def gateway_model(self) -> GatewayModel:
+        return self.gateway if self.gateway is not None else GatewayModel.from_policy(self.policy)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,12 @@ def run_configs(
     )
     exact = ScheduledMinimum(policy, trace.start_s, trace.end_s, 0.0, seed)
     statics = max(STATIC_BASELINES, policy.max_replicas)
+    gateway = simulation.gateway_model
+
+    def run(controller: Controller) -> RunResult:
+        return simulate(
+            trace, controller, simulation.model, mechanics, seed, simulation.period_s, gateway
+        )
 
     def factories() -> list[tuple[str, Callable[[], Controller]]]:
         made: list[tuple[str, Callable[[], Controller]]] = [
@@ -88,7 +101,7 @@ def run_configs(
     runs: list[RunResult] = []
     for done, (name, make) in enumerate(chosen):
         progress(done / total, name)
-        runs.append(simulate(trace, make(), simulation.model, mechanics, seed, simulation.period_s))
+        runs.append(run(make()))
     if wants_clairvoyant:
         progress(len(chosen) / total, "clairvoyant")
         statics_runs = [r for r in runs if r.config.startswith("static-")]
@@ -101,21 +114,20 @@ def run_configs(
             policy.default.min_replicas,
             (lead + 1) * simulation.period_s,
         )
-        runs.append(
-            simulate(trace, controller, simulation.model, mechanics, seed, simulation.period_s)
-        )
+        runs.append(run(controller))
     progress(1.0, "done")
     if wanted is not None:
         runs = [r for r in runs if r.config in wanted]
     reports = [
         summarize(
-            run,
+            result,
             trace,
             simulation.sla,
             mechanics.hourly_usd,
-            reactive=not run.config.startswith(("static-", "clairvoyant")),
+            policy.default.target_ongoing_requests,
+            reactive=not result.config.startswith(("static-", "clairvoyant")),
         )
-        for run in runs
+        for result in runs
     ]
     return Outcome(reports, runs)
 

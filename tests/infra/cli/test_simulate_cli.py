@@ -73,6 +73,29 @@ def test_simulate_table_and_plot(
     assert plot.stat().st_size > 20_000
 
 
+def test_simulate_reports_sheds_and_queue_waits_of_a_burst_one_instance_cannot_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN 200 requests from 5 tenants within 2 s: one instance runs 30 and queues 32
+    rows = [f"{1796135400 + i / 100},tenant-{i % 5},1000,400\n" for i in range(200)]
+    burst = tmp_path / "burst.csv"
+    burst.write_text(HEADER + "".join(rows))
+    assert main(["simulate", "--trace", str(burst), "--json"]) == 0
+    configs = {row["config"]: row for row in json.loads(capsys.readouterr().out)["configs"]}
+    one, four = configs["static-1"], configs["static-4"]
+    # THEN static-1 refuses attempts, and clients that still fail after their retries are
+    # shed requests, counted against the SLA; four instances shed fewer
+    assert one["refused_503_before_retries"] > one["shed_requests"] > four["shed_requests"]
+    assert one["shed_share"] == pytest.approx(one["shed_requests"] / 200)
+    assert one["sla_attainment"] <= 1 - one["shed_share"]
+    assert one["queue_wait_p99_s"] > four["queue_wait_p99_s"]
+    assert main(["simulate", "--trace", str(burst)]) == 0
+    out = capsys.readouterr().out
+    assert "503/429" in out and "burst->cap p50/max" in out
+    line = next(row for row in out.splitlines() if row.startswith("static-1 "))
+    assert f"{one['shed_requests']}" in line.split()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -112,6 +135,7 @@ def test_check_fails_a_mis_tuned_policy_saying_which_and_by_how_much(
     assert status == 1
     assert "FAIL oscillation:" in out
     assert "/day (limit 3/day)" in out
+    assert out.count("queue wait p50") == 2  # the proposed run and the reference
     assert "PASS cost:" in out or "FAIL cost:" in out
     assert out.rstrip().endswith("check failed")
 
@@ -123,6 +147,10 @@ def test_check_json_reports_each_finding(capsys: pytest.CaptureFixture[str]) -> 
     assert payload["passed"] is True
     assert [f["check"] for f in payload["findings"]] == ["sla", "oscillation", "cost"]
     assert "(margin 5%)" in payload["findings"][2]["detail"]
+    run = payload["runs"]["proposed"]
+    assert run["shed_requests"] == 0  # the default policy on an ordinary day
+    assert run["queue_wait_p99_s"] <= 5.0
+    assert {"burst_to_capacity_s", "burst_to_capacity_max_s", "scale_out_episodes"} <= set(run)
 
 
 def test_export_keda_is_valid_yaml_mapping_the_policy(

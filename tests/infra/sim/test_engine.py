@@ -13,12 +13,14 @@ from infra.policy.cold_start import BOOT_TIMELINE
 from infra.sim.aws import AwsMechanics, BootTimes, ScheduledMinimum
 from infra.sim.controllers import FleetView, ProposedOnAws, Static
 from infra.sim.engine import simulate
+from infra.sim.gateway import GatewayModel
 from infra.sim.replica_model import A10G_VLLM
 from infra.sim.trace import Trace
 from tests.infra.sim.traces import NEW_YORK, CraftTrace
 
 MODEL = A10G_VLLM
 MECHANICS = AwsMechanics()
+GATEWAY = GatewayModel.from_policy(FLEET_POLICY)
 
 
 def test_one_request_alone_takes_prefill_then_output_at_single_stream_speed(
@@ -40,9 +42,12 @@ def test_concurrent_requests_share_the_gpu_and_slow_each_other(crafted: CraftTra
 
 
 def test_requests_beyond_max_num_seqs_wait_for_a_slot(crafted: CraftTrace) -> None:
+    # The gateway sends vLLM up to 30 sequences; the replica model runs 12 (its KV cache),
+    # so vLLM queues the 13th itself. One tenant here: its own cap must not be what binds.
     count = MODEL.max_num_seqs + 1
     trace = crafted([3600.0] * count, prompt_tokens=100, output_tokens=200)
-    result = simulate(trace, Static(1), MODEL, MECHANICS, seed=0)
+    gateway = dataclasses.replace(GATEWAY, tenant_max_running=count)
+    result = simulate(trace, Static(1), MODEL, MECHANICS, seed=0, gateway=gateway)
     batch_done = 201 / MODEL.per_sequence_speed(MODEL.max_num_seqs)
     assert np.sort(result.ttft_s)[-1] == pytest.approx(batch_done + 1 / MODEL.per_sequence_speed(1))
 

@@ -1,4 +1,4 @@
-"""Summaries: reversals, burst response, percentiles with failed requests."""
+"""Summaries: reversals, burst-to-capacity episodes, percentiles with failed requests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from infra.sim.metrics import burst_response_s, count_reversals, latency_summary
+from infra.sim.engine import Timeline
+from infra.sim.metrics import count_reversals, latency_summary, scale_out_episodes
 from infra.sim.sla import Sla
 
 
@@ -22,13 +23,35 @@ def test_a_reversal_is_an_opposite_scale_event_within_ten_minutes() -> None:
     assert count_reversals([]) == 0
 
 
-def test_burst_response_is_the_time_until_more_instances_serve() -> None:
-    changes = [(0.0, 2), (500.0, 3), (4000.0, 4)]
-    delays, missed = burst_response_s((300.0, 600.0, 9000.0), changes)
-    # 300 -> 500 (3 serving); 600 -> next increase at 4000 is past the 30-min window;
-    # 9000: nothing after.
-    assert delays == [200.0]
-    assert missed == 2
+def _timeline(rows: list[tuple[float, float, int]]) -> Timeline:
+    line = Timeline()
+    for at, demand, serving in rows:
+        line.time_s.append(at)
+        line.ongoing_per_instance.append(demand)
+        line.in_service.append(serving)
+    return line
+
+
+def test_burst_to_capacity_runs_from_demand_above_target_to_the_added_instance_serving() -> None:
+    rows = [
+        (0.0, 5.0, 1),
+        (10.0, 12.0, 1),  # episode 1 starts: above the target of 10
+        (20.0, 14.0, 1),
+        (30.0, 15.0, 1),  # the controller scales out here
+        (40.0, 9.0, 1),
+        (300.0, 8.0, 2),  # the added instance serves: 290 s after the episode started
+        (310.0, 11.0, 2),  # a spike above target without a scale out: no episode
+        (320.0, 7.0, 2),
+        (400.0, 13.0, 2),  # episode 2: scaled out, but nothing serves within 30 minutes
+        (410.0, 13.0, 2),
+        (2300.0, 13.0, 3),
+    ]
+    events = [(30.0, 1, 2), (410.0, 2, 3)]
+    delays, missed = scale_out_episodes(_timeline(rows), events, target=10.0)
+    assert delays == [290.0]
+    assert missed == 1
+    # A scale in is no episode's decision.
+    assert scale_out_episodes(_timeline(rows), [(30.0, 2, 1)], target=10.0) == ([], 0)
 
 
 def test_failed_requests_make_the_percentile_infinite_not_nan() -> None:

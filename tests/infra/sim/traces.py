@@ -24,16 +24,32 @@ def craft_trace(
     date: dt.date = SATURDAY,
     hours: float = 24.0,
     bursts_after_midnight_s: Sequence[float] = (),
+    tenants: Sequence[str] = (),
+    outputs: Sequence[int] = (),
 ) -> Trace:
+    """`tenants` and `outputs`, when given, name each request's tenant and output tokens
+    in arrival order (default: all "acme", all `output_tokens`)."""
     start = dt.datetime.combine(date, dt.time(0), NEW_YORK).timestamp()
-    arrivals = np.sort(np.asarray(arrivals_after_midnight_s, dtype=np.float64)) + start
+    order = np.argsort(np.asarray(arrivals_after_midnight_s, dtype=np.float64), kind="stable")
+    arrivals = np.asarray(arrivals_after_midnight_s, dtype=np.float64)[order] + start
     size = arrivals.size
+    names = tuple(dict.fromkeys(tenants)) or ("acme",)
+    tenant = (
+        np.asarray([names.index(t) for t in tenants], dtype=np.int64)[order]
+        if tenants
+        else np.zeros(size, dtype=np.int64)
+    )
+    output = (
+        np.asarray(outputs, dtype=np.int64)[order]
+        if outputs
+        else np.full(size, output_tokens, dtype=np.int64)
+    )
     return Trace(
         arrival_s=arrivals,
-        tenant=np.zeros(size, dtype=np.int64),
+        tenant=tenant,
         prompt_tokens=np.full(size, prompt_tokens, dtype=np.int64),
-        output_tokens=np.full(size, output_tokens, dtype=np.int64),
-        tenants=("acme",),
+        output_tokens=output,
+        tenants=names,
         start_s=start,
         end_s=start + hours * 3600,
         burst_starts_s=tuple(start + b for b in bursts_after_midnight_s),
