@@ -17,12 +17,11 @@ ENV_PREFIX = GATEWAY_ENV_PREFIX
 # Defaults for a gateway started without the stack (make serve, tests). On an instance the
 # stack writes the values its policy gives (infra/policy/gateway.py) into gateway.env; a
 # test holds these defaults equal to the shipped policy's.
-# The fair queue (infra/policy/queue.py), in sequences: vLLM's batch of 32 less the 2 kept
-# for the readiness probe run at once; 32 more may wait, 16 of them from one tenant, for at
-# most 30 s.
-DEFAULT_MAX_RUNNING_SEQUENCES = 30
-DEFAULT_MAX_QUEUED_SEQUENCES = 32
-DEFAULT_TENANT_MAX_QUEUED_SEQUENCES = 16
+# The fair queue (infra/policy/queue.py), in sequences: the 12 vLLM runs at once on an A10G
+# run at once; 16 more may wait, 8 of them from one tenant, for at most 30 s.
+DEFAULT_MAX_RUNNING_SEQUENCES = 12
+DEFAULT_MAX_QUEUED_SEQUENCES = 16
+DEFAULT_TENANT_MAX_QUEUED_SEQUENCES = 8
 DEFAULT_MAX_QUEUE_WAIT_S = 30.0
 # The policy's metric_period_s: the period of the high-resolution scaling alarms.
 DEFAULT_CLOUDWATCH_INTERVAL_S = 10.0

@@ -15,7 +15,7 @@ from infra.policy.loader import policy_as_mapping
 QUEUE_ROWS = (
     ("engine_max_num_seqs", "engine_max_num_seqs"),
     ("probe_reserve", "probe_reserve"),
-    ("max_running (derived)", "max_running"),
+    ("max_running", "max_running"),
     ("max_queued", "max_queued"),
     ("tenant_queue_share", "tenant_queue_share"),
     ("tenant_max_queued (derived)", "tenant_max_queued"),
@@ -34,7 +34,6 @@ def derived(policy: FleetPolicy) -> dict[str, Any]:
         "scale_in_evaluation_periods": config.downscale_evaluation_periods,
         "scale_in_window_s": config.downscale_delay_s,
         "scale_out_threshold_per_instance": config.target_ongoing_requests,
-        "queue_max_running": policy.queue.max_running,
         "queue_tenant_max_queued": policy.queue.tenant_max_queued,
         "queue_depth_threshold_per_instance": policy.queue.scale_out_queue_depth,
         "queue_depth_window_s": config.upscale_delay_s,

@@ -28,13 +28,13 @@ def test_defaults_follow_the_issue_and_the_policy(local_env: pytest.MonkeyPatch)
     settings = load_settings()
     assert settings.upstream_url == "http://127.0.0.1:8001"
     assert (settings.upstream_host, settings.upstream_port) == ("127.0.0.1", 8001)
-    # The shipped policy's queue: vLLM's batch less the probe's reserve runs, 32 more wait.
+    # The shipped policy's queue: what vLLM runs at once on an A10G runs, 16 more wait.
     queue = FLEET_POLICY.queue
-    assert settings.max_running_sequences == queue.max_running == 30
-    assert settings.max_queued_sequences == queue.max_queued == 32
-    assert settings.tenant_max_queued_sequences == queue.tenant_max_queued == 16
+    assert settings.max_running_sequences == queue.max_running == 12
+    assert settings.max_queued_sequences == queue.max_queued == 16
+    assert settings.tenant_max_queued_sequences == queue.tenant_max_queued == 8
     assert settings.max_queue_wait_s == queue.max_queue_wait_s == 30
-    assert settings.queue_limits.max_running == 30
+    assert settings.queue_limits.max_running == 12
     assert settings.cloudwatch_interval_s == DEFAULT.metric_period_s
     # The namespace the stack's alarms read, from the same constant.
     assert settings.cloudwatch_namespace == METRICS_NAMESPACE == "FinsightServing"

@@ -35,11 +35,11 @@ def test_policy_json_shows_configs_and_derived_windows(capsys: pytest.CaptureFix
     assert payload["derived"]["scale_out_evaluation_periods"] == 3
     assert payload["derived"]["scale_in_evaluation_periods"] == 30
     # the gateway's queue, as the policy holds it and with what follows from it
-    assert payload["queue"]["max_queued"] == 32
+    assert payload["queue"]["max_running"] == 12
+    assert payload["queue"]["max_queued"] == 16
     assert payload["queue"]["max_queue_wait_s"] == 30.0
     assert payload["queue"]["scale_out_queue_depth"] == 1.0
-    assert payload["derived"]["queue_max_running"] == 30
-    assert payload["derived"]["queue_tenant_max_queued"] == 16
+    assert payload["derived"]["queue_tenant_max_queued"] == 8
 
 
 def test_policy_table_prints_the_queue_section(
@@ -53,7 +53,8 @@ def test_policy_table_prints_the_queue_section(
     rows = dict(line.strip().rsplit(maxsplit=1) for line in section[: section.index("")])
     assert rows["max_queued"] == "12" and rows["max_queue_wait_s"] == "20"
     assert rows["engine_max_num_seqs"] == "32" and rows["tenant_queue_share"] == "0.5"
-    assert rows["max_running (derived)"] == "30"
+    assert rows["max_running"] == "12"
+    assert rows["tenant_max_queued (derived)"] == "6"
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,7 @@ def test_a_queue_section_overrides_only_what_it_lists(tmp_path: Path) -> None:
     # the rest is the deployed policy's
     assert queue.engine_max_num_seqs == FLEET_POLICY.queue.engine_max_num_seqs
     assert queue.tenant_queue_share == FLEET_POLICY.queue.tenant_queue_share
-    assert queue.max_running == FLEET_POLICY.queue.max_running == 30
+    assert queue.max_running == FLEET_POLICY.queue.max_running == 12
     assert queue.tenant_max_queued == 24
 
 

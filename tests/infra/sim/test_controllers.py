@@ -68,7 +68,12 @@ def test_burst_to_capacity_is_decision_plus_cold_start(step_outcome: Outcome) ->
     tracking = step_outcome.report("target-tracking").burst_to_capacity_s
     assert policy is not None and tracking is not None
     assert policy <= UP_DELAY_S + 2 * PERIOD_S + WORST_BOOT_S + PERIOD_S
-    assert tracking > policy + 100  # the fixed 3-minute alarm costs about 2.5 minutes
+    assert tracking > policy
+    # The fixed 3-minute alarm costs about 2 minutes in deciding; the boot that follows is
+    # a separate random draw per run, so the decisions are compared, not the totals.
+    step_s = step_time(step_outcome)
+    decided = first_scale_out_after_step(step_outcome.run(POLICY_CONFIG), step_s)
+    assert first_scale_out_after_step(step_outcome.run("target-tracking"), step_s) > decided + 100
 
 
 def test_static_fleets_never_scale(step_outcome: Outcome) -> None:

@@ -223,18 +223,20 @@ class _Watching:
 def test_published_demand_counts_the_queue_beyond_the_concurrency_cap(
     crafted: CraftTrace,
 ) -> None:
-    # GIVEN 40 long requests from 5 tenants at once into one deployed instance: the gateway
-    # runs 30 (6 per tenant, under their cap of 8) and queues 10; vLLM runs 12 (the A10G
-    # model's KV cache) and holds 18
-    names = [f"t{i % 5}" for i in range(40)]
-    trace = crafted([T0] * 40, tenants=names, output_tokens=2000)
+    # GIVEN 25 long requests from 5 tenants at once into one deployed instance: the gateway
+    # runs 12 (vLLM's concurrency on the A10G model, the policy's max_running) and queues
+    # 13, within its bound of 16 and each tenant's 8
+    queue = FLEET_POLICY.queue
+    assert (queue.max_running, queue.max_queued, queue.tenant_max_queued) == (12, 16, 8)
+    names = [f"t{i % 5}" for i in range(25)]
+    trace = crafted([T0] * 25, tenants=names, output_tokens=2000)
     watching = _Watching([(0.0, 1)])
     gateway = GatewayModel.from_policy(FLEET_POLICY)
     simulate(trace, watching, A10G_VLLM, MECHANICS, seed=0, gateway=gateway)
     view = next(v for v in watching.views if v.now_s == trace.start_s + T0 + 10)
-    # THEN the period's demand is all 40, above the cap of 30, and the queue depth 10 + 18
-    assert view.ongoing_per_instance == [pytest.approx(40.0)]
-    assert view.queue_per_instance == [pytest.approx(28.0)]
+    # THEN the period's demand is all 25, above the cap of 12, and the queue depth 13
+    assert view.ongoing_per_instance == [pytest.approx(25.0)]
+    assert view.queue_per_instance == [pytest.approx(13.0)]
 
 
 def test_booting_and_draining_instances_publish_nothing(crafted: CraftTrace) -> None:
@@ -254,3 +256,11 @@ def test_booting_and_draining_instances_publish_nothing(crafted: CraftTrace) -> 
         if booting:
             assert view.ongoing_per_instance[0] > 0  # the serving one's load, not halved
     assert ready_s - launched_s > 60  # it did boot for a while
+
+
+def test_the_gateway_sends_vllm_what_the_replica_model_runs_at_once() -> None:
+    # One figure, two places: the policy's max_running is what one A10G replica runs at
+    # once (its KV cache binds), so the simulated vLLM never queues behind the gateway's
+    # fair queue, and neither does the real one on the reference traffic.
+    assert FLEET_POLICY.queue.max_running == A10G_VLLM.max_num_seqs
+    assert A10G_VLLM.max_num_seqs <= FLEET_POLICY.queue.engine_max_num_seqs

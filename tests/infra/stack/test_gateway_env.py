@@ -141,10 +141,10 @@ def test_a_policy_change_changes_the_written_env(
 ) -> None:
     before = Deployed(deployable["dev"]).gateway_env
     after = changed.gateway_env
-    assert before["GATEWAY_MAX_RUNNING_SEQUENCES"] == after["GATEWAY_MAX_RUNNING_SEQUENCES"] == "30"
-    assert before["GATEWAY_MAX_QUEUED_SEQUENCES"] == "32"
+    assert before["GATEWAY_MAX_RUNNING_SEQUENCES"] == after["GATEWAY_MAX_RUNNING_SEQUENCES"] == "12"
+    assert before["GATEWAY_MAX_QUEUED_SEQUENCES"] == "16"
     assert after["GATEWAY_MAX_QUEUED_SEQUENCES"] == str(CHANGED_MAX_QUEUED)
-    assert before["GATEWAY_TENANT_MAX_QUEUED_SEQUENCES"] == "16"
+    assert before["GATEWAY_TENANT_MAX_QUEUED_SEQUENCES"] == "8"
     assert after["GATEWAY_TENANT_MAX_QUEUED_SEQUENCES"] == str(CHANGED_MAX_QUEUED // 2)
     assert before["GATEWAY_MAX_QUEUE_WAIT_S"] == "30"
     assert after["GATEWAY_MAX_QUEUE_WAIT_S"] == str(CHANGED_MAX_QUEUE_WAIT_S)
