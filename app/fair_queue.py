@@ -120,7 +120,7 @@ class FairQueue(Generic[T]):
         Its tenant may have been the one holding freed room for its turn, so others may run.
         """
         waiting = self._waiting.get(entry.tenant)
-        if entry.running or waiting is None:
+        if entry.running or waiting is None or entry not in waiting:
             raise ValueError("withdraw() is for a waiting entry")
         waiting.remove(entry)
         self._unqueue(entry)

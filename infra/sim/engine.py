@@ -312,8 +312,10 @@ def simulate(
         if replica.state in (HUNG, GONE):
             return  # a hung instance answers nothing; a terminated one cut the connection
         advance(replica, now_s)
-        if entry.running:
-            return  # a request that ended at this very instant made room for it
+        if entries[request] is not entry or entry.running:
+            # Bringing the replica up to date started it (a slot freed since its last
+            # update), and perhaps already finished it: it was not waiting at its deadline.
+            return
         entries[request] = None
         for dispatched in replica.gateway.withdraw(entry):
             to_engine(replica, dispatched.item, now_s)

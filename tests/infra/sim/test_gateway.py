@@ -162,6 +162,25 @@ def test_a_queued_request_is_shed_at_exactly_the_wait_deadline_and_retried_after
     assert result.ttft_s[1] == pytest.approx(second_waits_s + 0.1)
 
 
+def test_a_deadline_after_its_request_started_and_ended_between_ticks_sheds_nothing(
+    crafted: CraftTrace,
+) -> None:
+    # GIVEN one slot taken until 30.2 s after a tick, a request queued 1 s after that tick
+    # (its deadline at 31 s) that runs for half a second once the slot frees: it starts
+    # and ends between the tick at 30 s and its deadline, while the replica is not updated
+    trace = crafted(
+        [T0, T0 + 1.0],
+        tenants=["a", "b"],
+        outputs=[output_lasting(30.2), output_lasting(0.5)],
+    )
+    result = simulate(trace, Static(1), PLAIN, MECHANICS, seed=0, gateway=ONE_AT_A_TIME)
+    # THEN its deadline finds it served, not waiting: no shed, no retry
+    assert result.refusals["503_queue_wait"] == 0
+    assert result.retries == 0
+    assert result.queue_wait_s[1] == pytest.approx(29.2, abs=0.01)
+    assert np.isfinite(result.e2e_s[1])
+
+
 def test_after_the_sdks_two_retries_the_client_gets_the_503(crafted: CraftTrace) -> None:
     # GIVEN a slot taken for 100 s: the other request is shed at 30, 61 and 92 s
     trace = crafted([T0, T0], tenants=["a", "b"], outputs=[output_lasting(100.0), 9])
