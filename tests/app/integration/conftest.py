@@ -41,8 +41,8 @@ GATEWAY_SETTINGS: dict[str, str | float] = {
     "upstream_connect_timeout_s": 10.0,
     "upstream_metrics_interval_s": 0.1,
     # Admission counts sequences (prompts x n): the queue-depth burst sends all of its
-    # 4 x n=40 on to vLLM at once, for vLLM's own queue to fill.
-    "max_running_sequences": 160,
+    # 4 x 2 prompts x n=40 on to vLLM at once, for vLLM's own queue to fill.
+    "max_running_sequences": 320,
     "max_n": 40,
     "drain_deadline_s": 60.0,
 }
@@ -111,8 +111,8 @@ def vllm(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[V
 @pytest.fixture(scope="session")
 def tenant() -> ClientTenant:
     # Room for the concurrency tests: the per-tenant cap is not what they exercise.
-    # Sequences, as admission counts them: the queue-depth burst's 4 requests x n=40.
-    return make_tenant("acme", max_concurrent_requests=160, max_tokens=256)
+    # Sequences, as admission counts them: the queue-depth burst's 4 requests x 2 x n=40.
+    return make_tenant("acme", max_concurrent_requests=320, max_tokens=256)
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,12 @@
 
 A bounded burst keeps the real vLLM busy for several seconds while both /metrics pages are
 sampled, each by a thread of its own: 4 requests started together, each asking for 40
-completions of 240 tokens, so 160 sequences against the 128 that vLLM runs at once on the
-CPU. The rest wait in its queue, which is what `vllm:num_requests_waiting` counts. Few
-requests with many sequences each, so that all reach vLLM at once: with 40 client threads,
-vLLM's engine took both cores as soon as the first requests arrived and the other threads
-trickled in over seconds, never filling its batch.
+completions of 240 tokens for each of 2 prompts, so 320 sequences against the 128 that vLLM
+runs at once on the CPU. The rest wait in its queue, which is what
+`vllm:num_requests_waiting` counts. Few requests with many sequences each, so that all
+reach vLLM at once: with 40 client threads, vLLM's engine took both cores as soon as the
+first requests arrived and the other threads trickled in over seconds, never filling its
+batch. Twice the batch keeps the burst long enough (about 7 s) for the sparse samples.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 CONCURRENT_REQUESTS = 4
 COMPLETIONS_EACH = 40
 TOKENS_EACH = 240
+PROMPTS = ["The S&P 500", "The Dow Jones"]
+SEQUENCES_EACH = len(PROMPTS) * COMPLETIONS_EACH
 # vLLM's default max_num_seqs for its OpenAI server on the CPU.
 VLLM_MAX_RUNNING = 128
 GATEWAY_RUNNING = "gateway_running_sequences"
@@ -94,7 +97,7 @@ def test_running_sequences_and_upstream_queue_rise_under_a_burst_and_fall_back(
         start_together.wait(timeout=30)
         reply = sdk.completions.create(
             model=vllm.model,
-            prompt="The S&P 500",
+            prompt=PROMPTS,
             max_tokens=TOKENS_EACH,
             n=COMPLETIONS_EACH,
             extra_body={"ignore_eos": True},
@@ -115,7 +118,7 @@ def test_running_sequences_and_upstream_queue_rise_under_a_burst_and_fall_back(
         sdk.close()
     burst_s = time.monotonic() - burst_started
 
-    assert tokens == [COMPLETIONS_EACH * TOKENS_EACH] * CONCURRENT_REQUESTS
+    assert tokens == [SEQUENCES_EACH * TOKENS_EACH] * CONCURRENT_REQUESTS
     peak_running = at_gateway.peak(GATEWAY_RUNNING)
     peak_upstream_seen_by_gateway = at_gateway.peak(
         GATEWAY_UPSTREAM_RUNNING, GATEWAY_UPSTREAM_WAITING
@@ -136,11 +139,11 @@ def test_running_sequences_and_upstream_queue_rise_under_a_burst_and_fall_back(
     # burst, so the samples are sparse: the checks are that each count rises well above
     # idle, not that a sample caught the exact peak.
     # at least two of the four requests' sequences seen in flight at once
-    assert peak_running >= 2 * COMPLETIONS_EACH, at_gateway.series(GATEWAY_RUNNING)
+    assert peak_running >= 2 * SEQUENCES_EACH, at_gateway.series(GATEWAY_RUNNING)
     assert peak_vllm > VLLM_MAX_RUNNING // 2, (
         f"{at_vllm.series(VLLM_RUNNING, VLLM_WAITING)}; errors {at_vllm.errors}"
     )
-    # The 32 sequences beyond vLLM's 128 waited for a batch slot, seconds each. The gauge
+    # The 192 sequences beyond vLLM's 128 waited for a batch slot, seconds each. The gauge
     # is checked when a sample caught it; a /metrics page can take seconds to come back
     # under this load, so the queue-time sum is what must show the wait.
     queued_s = scrape(f"{vllm.url}/metrics")[VLLM_QUEUE_TIME_SUM] - queue_time_before
