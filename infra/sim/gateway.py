@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.fair_queue import QUEUE_FULL, TENANT_QUEUE_FULL, QueueLimits
+from app.settings import GatewaySettings
 from infra.policy import FleetPolicy
 
 # The SDK's defaults (openai/_constants.py).
@@ -23,11 +24,12 @@ SDK_INITIAL_RETRY_DELAY_S = 0.5
 SDK_MAX_RETRY_DELAY_S = 8.0
 SDK_MAX_RETRY_AFTER_S = 60.0
 
-# The gateway's defaults (app/settings.py; tests/infra/sim/test_gateway.py holds them equal):
-# the Retry-After it sends with a 503 or 429, and a tenant's running sequences per
-# instance when its entry sets no `max_concurrent_requests`.
-GATEWAY_RETRY_AFTER_S = 1.0
-DEFAULT_TENANT_MAX_RUNNING = 8
+# The gateway's own defaults, read from its settings (one source): the Retry-After it sends
+# with a 503 or 429, and a tenant's running sequences per instance when its entry sets no
+# `max_concurrent_requests`.
+_GATEWAY_FIELDS = GatewaySettings.model_fields
+GATEWAY_RETRY_AFTER_S = float(_GATEWAY_FIELDS["retry_after_s"].default)
+DEFAULT_TENANT_MAX_RUNNING: int = _GATEWAY_FIELDS["default_tenant_max_concurrent_requests"].default
 
 # Why a request attempt was refused, as the client sees it. The codes are small integers
 # so a month of requests keeps them in a byte array.

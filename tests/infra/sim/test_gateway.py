@@ -18,8 +18,6 @@ from infra.sim.aws import AwsMechanics
 from infra.sim.controllers import FleetView, Static
 from infra.sim.engine import simulate
 from infra.sim.gateway import (
-    DEFAULT_TENANT_MAX_RUNNING,
-    GATEWAY_RETRY_AFTER_S,
     REFUSED_DEADLINE,
     REFUSED_NO_TARGET,
     REFUSED_QUEUE_FULL,
@@ -46,9 +44,9 @@ def output_lasting(seconds: float) -> int:
 
 def test_the_gateways_defaults_are_the_apps() -> None:
     fields = GatewaySettings.model_fields
-    assert fields["retry_after_s"].default == GATEWAY_RETRY_AFTER_S
-    assert fields["default_tenant_max_concurrent_requests"].default == DEFAULT_TENANT_MAX_RUNNING
     model = GatewayModel.from_policy(FLEET_POLICY)
+    assert model.retry_after_s == fields["retry_after_s"].default == 1
+    assert model.tenant_max_running == fields["default_tenant_max_concurrent_requests"].default
     assert model.limits.max_running == FLEET_POLICY.queue.max_running
     assert model.limits.max_queued == FLEET_POLICY.queue.max_queued
     assert model.limits.tenant_max_queued == FLEET_POLICY.queue.tenant_max_queued
