@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.errors import GatewayError
+from contract import TENANT_ID_PATTERN
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -29,7 +30,7 @@ class TenantsDocumentError(ValueError):
 class TenantEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    id: str = Field(pattern=TENANT_ID_PATTERN)
     api_key_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
     max_concurrent_requests: int | None = Field(default=None, ge=1, le=100_000)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)

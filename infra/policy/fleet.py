@@ -8,6 +8,7 @@ from infra.policy.errors import PolicyError
 from infra.policy.market_hours import MarketHours, SpecialDay
 from infra.policy.queue import GatewayQueue
 from infra.policy.scaling import ScalingConfig, coupling_warnings
+from infra.policy.slo import Slo
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class FleetPolicy:
     special_days: tuple[SpecialDay, ...] = ()
     # The gateway's queue on each instance (what runs, what waits, for how long).
     queue: GatewayQueue = field(default_factory=GatewayQueue)
+    # The service-level objective every request is judged against (targets, objective,
+    # per-tenant targets and alarms).
+    slo: Slo = field(default_factory=Slo)
 
     def __post_init__(self) -> None:
         shared = (

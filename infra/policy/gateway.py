@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from contract import gateway_env_name
+from contract import format_tenant_targets, gateway_env_name
 from infra.policy.fleet import FleetPolicy
 
 
@@ -25,6 +25,12 @@ class GatewayPolicySettings:
     max_queue_wait_s: float
     # The scaling alarms' period: one published datapoint per period and instance.
     cloudwatch_interval_s: float
+    # The SLO's targets (infra/policy/slo.py), which each access line's `slo_miss` judges
+    # a request by: the default, and the tenants whose contract differs
+    # (`contract.format_tenant_targets`).
+    slo_ttft_s: float
+    slo_e2e_s: float
+    slo_tenant_targets: str
 
     def env(self) -> dict[str, str]:
         """`GATEWAY_<FIELD>=value` for gateway.env."""
@@ -41,6 +47,9 @@ def gateway_policy_settings(policy: FleetPolicy) -> GatewayPolicySettings:
         tenant_max_queued_sequences=queue.tenant_max_queued,
         max_queue_wait_s=queue.max_queue_wait_s,
         cloudwatch_interval_s=float(config.metric_period_s),
+        slo_ttft_s=float(policy.slo.ttft_s),
+        slo_e2e_s=float(policy.slo.e2e_s),
+        slo_tenant_targets=format_tenant_targets(policy.slo.tenant_targets()),
     )
 
 

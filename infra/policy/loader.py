@@ -18,6 +18,7 @@ from infra.policy.fleet import FleetPolicy
 from infra.policy.market_hours import MarketHours, SpecialDay
 from infra.policy.queue import GatewayQueue
 from infra.policy.scaling import ScalingConfig
+from infra.policy.slo import Slo, TenantSlo
 
 T = TypeVar("T")
 
@@ -70,7 +71,7 @@ def _build(cls: type[T], base: T | None, values: Mapping[str, Any], parent: str)
 
 
 def policy_from_mapping(data: Mapping[str, Any], base: FleetPolicy) -> FleetPolicy:
-    allowed = {"default", "market_hours", "queue", "schedule", "special_days"}
+    allowed = {"default", "market_hours", "queue", "schedule", "slo", "special_days"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise PolicyError(unknown[0], f"unknown section; allowed: {', '.join(sorted(allowed))}")
@@ -86,7 +87,25 @@ def policy_from_mapping(data: Mapping[str, Any], base: FleetPolicy) -> FleetPoli
     else:
         special_days = base.special_days
     queue = _build(GatewayQueue, base.queue, data.get("queue", {}), "queue")
-    return FleetPolicy(default, market, schedule, special_days, queue)
+    return FleetPolicy(default, market, schedule, special_days, queue, _slo(data, base.slo))
+
+
+def _slo(data: Mapping[str, Any], base: Slo) -> Slo:
+    """The `[slo]` section; `[[slo.tenants]]` entries, when given, replace the base's list."""
+    values = dict(data.get("slo", {}))
+    entries = values.get("tenants")
+    if entries is None:
+        values["tenants"] = base.tenants
+    elif not isinstance(entries, list):
+        raise PolicyError("slo.tenants", f"must be a list of tables, got {entries!r}")
+    else:
+        tenants = []
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                raise PolicyError(f"slo.tenants[{index}]", f"must be a table, got {entry!r}")
+            tenants.append(_build(TenantSlo, None, entry, f"slo.tenants[{index}]"))
+        values["tenants"] = tuple(tenants)
+    return _build(Slo, base, values, "slo")
 
 
 def load_policy(path: Path, base: FleetPolicy) -> FleetPolicy:
@@ -120,4 +139,5 @@ def policy_as_mapping(policy: FleetPolicy) -> dict[str, Any]:
         "schedule": plain(dataclasses.asdict(policy.schedule)),
         "special_days": plain([dataclasses.asdict(d) for d in policy.special_days]),
         "queue": plain(dataclasses.asdict(policy.queue)),
+        "slo": plain(dataclasses.asdict(policy.slo)),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from infra.policy.errors import PolicyError
+from infra.policy.errors import PolicyError, check_whole
 
 # Upper bounds against unit slips (a wait in ms, a bound meant for the fleet).
 MAX_ENGINE_SEQUENCES = 1024
@@ -59,10 +59,11 @@ class GatewayQueue:
     scale_out_queue_depth: float = 1.0
 
     def __post_init__(self) -> None:
-        _whole("engine_max_num_seqs", self.engine_max_num_seqs, 2, MAX_ENGINE_SEQUENCES)
-        _whole("probe_reserve", self.probe_reserve, 1, self.engine_max_num_seqs - 1)
-        _whole("max_running", self.max_running, 1, self.engine_max_num_seqs - self.probe_reserve)
-        _whole("max_queued", self.max_queued, 0, 100_000)
+        check_whole("engine_max_num_seqs", self.engine_max_num_seqs, 2, MAX_ENGINE_SEQUENCES)
+        check_whole("probe_reserve", self.probe_reserve, 1, self.engine_max_num_seqs - 1)
+        client_slots = self.engine_max_num_seqs - self.probe_reserve
+        check_whole("max_running", self.max_running, 1, client_slots)
+        check_whole("max_queued", self.max_queued, 0, 100_000)
         if not 0 < self.tenant_queue_share <= 1:
             raise PolicyError(
                 "tenant_queue_share", f"must be in (0, 1], got {self.tenant_queue_share}"
@@ -85,10 +86,3 @@ class GatewayQueue:
         if not self.max_queued:
             return 0
         return max(1, math.floor(self.max_queued * self.tenant_queue_share))
-
-
-def _whole(field: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PolicyError(field, f"must be a whole number, got {value!r}")
-    if not low <= value <= high:
-        raise PolicyError(field, f"must be between {low} and {high}, got {value}")
