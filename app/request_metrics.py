@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 STORAGE_RESOLUTION_S = 60
 MILLISECONDS = "Milliseconds"
 COUNT = "Count"
-# The line's optional metrics, in the order a directive lists them.
-_TIMED_METRICS = (REQUEST_TTFT_METRIC, REQUEST_QUEUE_WAIT_METRIC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,18 +174,18 @@ class RequestMetrics:
         directives = self._directives.get(key)
         if directives is None:
             directives = self._directives[key] = json.dumps(self._build(*key))
-        timestamp_ms = int(time.time() * 1000)
+        timestamp_ms = int(time.time() * 1000)  # the request's end, when its outcome is known
         fields["_aws"] = JsonText(
             f'{{"Timestamp":{timestamp_ms},"CloudWatchMetrics":{directives}}}'
         )
 
     def _build(self, ttft: bool, queue: bool, shed: bool) -> list[dict[str, Any]]:
-        present = dict(zip(_TIMED_METRICS, (ttft, queue), strict=True))
-        metrics = [
-            _definition(name, MILLISECONDS)
-            for name in (REQUEST_TTFT_METRIC, REQUEST_DURATION_METRIC, REQUEST_QUEUE_WAIT_METRIC)
-            if present.get(name, True)
-        ]
+        timings = (
+            (REQUEST_TTFT_METRIC, ttft),
+            (REQUEST_DURATION_METRIC, True),
+            (REQUEST_QUEUE_WAIT_METRIC, queue),
+        )
+        metrics = [_definition(name, MILLISECONDS) for name, present in timings if present]
         metrics.append(_definition(SLO_MISS_METRIC, COUNT))
         request = {
             "Namespace": self._namespace,

@@ -204,6 +204,31 @@ def test_without_a_group_the_verdict_stays_on_the_line_without_metrics() -> None
     assert "_aws" not in fields and GROUP_DIMENSION not in fields
 
 
+def test_the_custom_metric_count_is_the_readmes() -> None:
+    # GIVEN every kind of line from two tenants on both routes, and every refusal
+    metrics = _metrics()
+    tenants = ("acme", "globex")
+    reasons = ("queue_full", "tenant_queue_full", "queue_timeout", "draining", "circuit_open")
+    lines = [
+        _fields(tenant=tenant, route=route, **shape)
+        for tenant in tenants
+        for route in SLO_ROUTES
+        for shape in ({}, {"stream": False, "ttft_ms": None})
+    ]
+    lines += [_fields(status=503, ttft_ms=None, shed_reason=reason) for reason in reasons]
+    identities = set()
+    for fields in lines:
+        metrics.annotate(fields)
+        document = check_emf(_line(fields))
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for definition in directive["Metrics"]:
+                for names in directive["Dimensions"]:
+                    values = tuple((name, document[name]) for name in names)
+                    identities.add((definition["Name"], values))
+    # THEN 4 metrics x (1 + T + 2T) combinations, and one per shed reason: 9 + 12T
+    assert len(identities) == 9 + 12 * len(tenants)
+
+
 def test_the_longest_line_stays_far_under_the_log_event_limit() -> None:
     # GIVEN every field at the longest the gateway writes it
     scope = {
