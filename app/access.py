@@ -4,7 +4,9 @@ The handlers fill in what only they know (the tenant, whether it streamed, the t
 first token, why it was shed) on the request's `AccessRecord`; the middleware adds the
 route, the status and the duration to the last byte, and logs the line once the exchange
 is over. It never logs the body, the query string or a header other than X-Request-Id:
-prompts and keys stay out of the logs.
+prompts and keys stay out of the logs. With `RequestMetrics`, an inference request's line
+also says whether it met the SLO and is an Embedded Metric Format document
+(app/request_metrics.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.request_metrics import RequestMetrics
 
 log = logging.getLogger("app.access")
 
@@ -67,8 +71,9 @@ def access_fields(
 
 
 class AccessLog:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, request_metrics: RequestMetrics | None = None) -> None:
         self.app = app
+        self.request_metrics = request_metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not log.isEnabledFor(logging.INFO):
@@ -91,5 +96,7 @@ class AccessLog:
             # Nothing sent: an exception escaped, which the server answers with 500.
             status = record.status or sent_status or 500
             fields = access_fields(scope, record, status, time.perf_counter() - started)
+            if self.request_metrics is not None:
+                self.request_metrics.annotate(fields)
             method, route = fields["method"], fields["route"]
             log.info("%s %s %d", method, route, status, extra={"fields": fields})

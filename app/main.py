@@ -34,6 +34,7 @@ from app.logs import configure_logging
 from app.metrics import GatewayMetrics
 from app.probe import ReadinessProbe
 from app.proxy import Proxy
+from app.request_metrics import RequestMetrics
 from app.routes import health, metrics, openai_api
 from app.settings import GatewaySettings, load_settings
 from app.tenants import TenantRegistry, TenantsDocumentError, file_source, secret_source
@@ -278,7 +279,9 @@ def create_app(settings: GatewaySettings | None = None, runtime: Runtime | None 
         retry_after_s=settings.retry_after_s,
         max_drain_bytes=settings.max_body_bytes,
     )
-    app.add_middleware(AccessLog)  # added last: outermost, so it times the fast path too
+    # Added last: outermost, so it times the fast path too. Its lines carry the per-request
+    # metrics, for the group the scaling signal names (none on a local run).
+    app.add_middleware(AccessLog, request_metrics=RequestMetrics.from_settings(settings))
     app.router.routes.extend(openai_api.generation_routes)
     app.include_router(openai_api.router)
     app.include_router(health.router)

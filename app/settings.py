@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -10,7 +11,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.fair_queue import QueueLimits
-from contract import GATEWAY_ENV_PREFIX, METRICS_NAMESPACE
+from contract import (
+    GATEWAY_ENV_PREFIX,
+    METRICS_NAMESPACE,
+    TENANT_ID_PATTERN,
+    gateway_env_name,
+    parse_tenant_targets,
+)
 
 ENV_PREFIX = GATEWAY_ENV_PREFIX
 
@@ -25,6 +32,12 @@ DEFAULT_TENANT_MAX_QUEUED_SEQUENCES = 8
 DEFAULT_MAX_QUEUE_WAIT_S = 30.0
 # The policy's metric_period_s: the period of the high-resolution scaling alarms.
 DEFAULT_CLOUDWATCH_INTERVAL_S = 10.0
+# The SLO's targets (infra/policy/slo.py), which each access line's `slo_miss` judges a
+# request by: time to the first token (streams) and to the last byte.
+DEFAULT_SLO_TTFT_S = 5.0
+DEFAULT_SLO_E2E_S = 65.0
+MAX_SLO_TTFT_S = 600.0
+MAX_SLO_E2E_S = 3600.0
 
 
 class SettingsError(ValueError):
@@ -92,6 +105,13 @@ class GatewaySettings(BaseSettings):
     drain_deadline_s: float = Field(default=120.0, gt=0, le=7200)
     drain_min_s: float = Field(default=10.0, ge=0, le=600)
 
+    # The SLO each request is judged by on its access line (app/request_metrics.py): the
+    # default targets, and the tenants whose contract differs, as
+    # `<tenant>=<ttft_s>:<e2e_s>,...` (`contract.format_tenant_targets`).
+    slo_ttft_s: float = Field(default=DEFAULT_SLO_TTFT_S, gt=0, le=MAX_SLO_TTFT_S)
+    slo_e2e_s: float = Field(default=DEFAULT_SLO_E2E_S, gt=0, le=MAX_SLO_E2E_S)
+    slo_tenant_targets: str = Field(default="", max_length=65_536)
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("upstream_url", "imds_url")
@@ -106,6 +126,13 @@ class GatewaySettings(BaseSettings):
         if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
             raise ValueError(f"must look like http://host:port with no path, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("slo_tenant_targets")
+    @classmethod
+    def _tenant_targets(cls, value: str) -> str:
+        # Read here so that a bad entry stops the start, not the first request's log line.
+        _parse_slo_tenant_targets(value)
+        return value
 
     @model_validator(mode="after")
     def _coherent(self) -> GatewaySettings:
@@ -126,6 +153,11 @@ class GatewaySettings(BaseSettings):
                 "while GATEWAY_LIFECYCLE_WATCH_ENABLED is true (set them, or "
                 "GATEWAY_LIFECYCLE_WATCH_ENABLED=false for a local run)"
             )
+        if self.slo_ttft_s > self.slo_e2e_s:
+            raise ValueError(
+                f"GATEWAY_SLO_TTFT_S ({self.slo_ttft_s:g}) cannot exceed GATEWAY_SLO_E2E_S "
+                f"({self.slo_e2e_s:g}): a first token comes before the last byte"
+            )
         if self.tenant_max_queued_sequences > self.max_queued_sequences:
             raise ValueError(
                 f"GATEWAY_TENANT_MAX_QUEUED_SEQUENCES ({self.tenant_max_queued_sequences}) "
@@ -142,12 +174,38 @@ class GatewaySettings(BaseSettings):
         )
 
     @property
+    def slo_targets_by_tenant(self) -> dict[str, tuple[float, float]]:
+        """(ttft_s, e2e_s) of each tenant whose targets differ from the default."""
+        return _parse_slo_tenant_targets(self.slo_tenant_targets)
+
+    @property
     def upstream_host(self) -> str:
         return urlsplit(self.upstream_url).hostname or "127.0.0.1"
 
     @property
     def upstream_port(self) -> int:
         return urlsplit(self.upstream_url).port or 80
+
+
+def _parse_slo_tenant_targets(text: str) -> dict[str, tuple[float, float]]:
+    """`GATEWAY_SLO_TENANT_TARGETS`, each entry checked; ValueError names the variable."""
+    name = gateway_env_name("slo_tenant_targets")
+    form = "<tenant>=<ttft_s>:<e2e_s>[,...]"
+    try:
+        targets = parse_tenant_targets(text)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error} (the form is {form})") from None
+    for tenant, (ttft_s, e2e_s) in targets.items():
+        if not re.fullmatch(TENANT_ID_PATTERN, tenant):
+            raise ValueError(f"{name}: {tenant!r} is not a tenant id (the form is {form})")
+        if not (0 < ttft_s <= MAX_SLO_TTFT_S and 0 < e2e_s <= MAX_SLO_E2E_S):
+            raise ValueError(
+                f"{name}: {tenant!r} needs 0 < ttft_s <= {MAX_SLO_TTFT_S:g} and "
+                f"0 < e2e_s <= {MAX_SLO_E2E_S:g}, got {ttft_s:g}:{e2e_s:g}"
+            )
+        if ttft_s > e2e_s:
+            raise ValueError(f"{name}: {tenant!r} has ttft_s ({ttft_s:g}) above e2e_s ({e2e_s:g})")
+    return targets
 
 
 def load_settings() -> GatewaySettings:

@@ -4,7 +4,9 @@ One run, on loopback: the fake vLLM in its own process, the gateway in its own u
 process, and this process as the load generator (keep-alive connections, one per
 concurrent client). Rounds alternate direct and through-the-gateway so that drift in the
 machine's load hits both alike; the figures are medians over rounds. Bounded in count and
-time: a few thousand requests, under about a minute.
+time: a few thousand requests, under about a minute. The served gateway logs at warning, so
+the access line's own cost is measured apart, in this process: the plain line beside the
+Embedded Metric Format line an instance writes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import socket
 import statistics
@@ -24,6 +27,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.access import AccessRecord, access_fields
+from app.logs import JsonFormatter
+from app.request_metrics import RequestMetrics, SloTargets
 from app.upstream import UpstreamClient
 
 KEY = "sk-bench-tenant"
@@ -33,6 +39,7 @@ ROUNDS = 5
 REQUESTS = {1: 150, 64: 600}  # per round and side
 BUDGET_S = 45.0
 GOAL_P50_MS, GOAL_P99_MS = 1.0, 3.0
+ACCESS_LINES = 20_000  # per measurement of the access line; 5 measurements per kind
 
 
 def _free_port() -> int:
@@ -221,6 +228,44 @@ async def _measure(upstream_port: int, gateway_port: int, gateway_pid: int) -> l
     return lines
 
 
+def _access_line_us(request_metrics: RequestMetrics | None) -> float:
+    """Median µs to build and format one streamed request's access line."""
+    scope = {
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [(b"content-type", b"application/json"), (b"x-request-id", b"req-0123")],
+    }
+    record = AccessRecord(tenant="bench", stream=True, ttft_ms=84.21, queue_ms=0.0, status=200)
+    formatter = JsonFormatter()
+    log_record = logging.LogRecord("app.access", logging.INFO, __file__, 1, "POST", (), None)
+    samples = []
+    for _ in range(5):
+        began = time.perf_counter()
+        for _ in range(ACCESS_LINES):
+            fields = access_fields(scope, record, 200, 0.91234)
+            if request_metrics is not None:
+                request_metrics.annotate(fields)
+            log_record.fields = fields
+            formatter.format(log_record)
+        samples.append((time.perf_counter() - began) / ACCESS_LINES * 1e6)
+    return statistics.median(samples)
+
+
+def _access_line_cost() -> str:
+    plain = _access_line_us(None)
+    emf = _access_line_us(
+        RequestMetrics(
+            namespace="FinsightServing",
+            autoscaling_group_name="finsight-serving-prod",
+            default_targets=SloTargets.from_seconds(5, 65),
+        )
+    )
+    return (
+        f"access line (built and formatted): plain {plain:.1f} µs, EMF {emf:.1f} µs "
+        f"(ratio {emf / plain:.2f})"
+    )
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, _processes(Path(tmp)) as ports:
         try:
@@ -229,4 +274,5 @@ def main() -> None:
             lines = uvloop.run(_measure(*ports))
         except ImportError:
             lines = asyncio.run(_measure(*ports))
+    lines.append(_access_line_cost())
     print("\n".join(lines))

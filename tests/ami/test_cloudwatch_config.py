@@ -43,3 +43,23 @@ def test_metrics_go_to_the_namespace_the_stack_gives_the_gateways(config: dict[s
     # also writes into every gateway's env file.
     stack_namespace = StackSettings.model_fields["cloudwatch_namespace"].default
     assert config["metrics"]["namespace"] == stack_namespace
+
+
+def test_logs_are_flushed_often_enough_for_alarms_on_their_embedded_metrics(
+    config: dict[str, Any],
+) -> None:
+    # The gateway's access lines are Embedded Metric Format documents: CloudWatch Logs
+    # extracts their metrics from any event with `_aws` as the file is shipped, so this
+    # file collection is all the agent needs. AWS's "Setting alarms on metrics created
+    # with the embedded metric format" asks for a flush every 5 s or less
+    # (`force_flush_interval`), or the alarms evaluate partial or missing data.
+    logs = config["logs"]
+    assert logs.get("force_flush_interval", 5) <= 5
+    # Shipped as written: a per-file multi-line start pattern or filter could merge or
+    # drop access lines, and so their metrics.
+    [gateway] = [
+        entry
+        for entry in logs["logs_collected"]["files"]["collect_list"]
+        if entry["log_group_name"] == "/finsight-serving/gateway"
+    ]
+    assert not {"multi_line_start_pattern", "filters"} & gateway.keys()

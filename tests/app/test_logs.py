@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.logs import JsonFormatter, configure_logging
+from app.logs import JsonFormatter, JsonText, configure_logging
 from app.main import Runtime
 from tests.app.stack import ACME_KEY, GLOBEX_KEY, chat_body, running_stack, tenants_document
 from tests.fakes.fake_vllm import FakeVllmConfig
@@ -44,6 +44,18 @@ def test_a_line_is_one_json_object_with_the_record_and_its_fields() -> None:
     assert entry["tenant"] == "acme"
     assert "ValueError: boom" in entry["exception"]
     assert entry["time"].endswith("Z") and entry["time"][10] == "T"
+
+
+def test_a_field_already_encoded_is_written_as_it_is() -> None:
+    record = logging.LogRecord("app.x", logging.INFO, __file__, 1, "done", (), None)
+    record.fields = {
+        "tenant": "acme",
+        "_aws": JsonText('{"Timestamp":1,"CloudWatchMetrics":[]}'),
+        "level": JsonText('"hidden"'),  # never hides the four common fields either
+    }
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["_aws"] == {"Timestamp": 1, "CloudWatchMetrics": []}
+    assert (entry["tenant"], entry["level"]) == ("acme", "INFO")
 
 
 def test_uvicorn_lines_go_through_the_same_handler() -> None:
@@ -120,12 +132,21 @@ def test_every_request_writes_one_access_line_without_prompt_or_key(tmp_path: Pa
     assert [line["queue_ms"] for line in generation if line["status"] == 200] == [0, 0, 0]
     assert shed[0]["tenant"] == "acme"
     assert all("shed_reason" not in line for line in lines if line["status"] != 429)
+    # Judged against the SLO even with no group to publish metrics for (a local run): the
+    # verdict is on the line for Logs Insights, but the line is no EMF document.
+    assert [line["slo_miss"] for line in generation] == [
+        1 if line["status"] == 429 else 0 for line in generation
+    ]
+    assert shed[0]["requests_shed"] == 1
+    assert not any("_aws" in line or "AutoScalingGroupName" in line for line in lines)
     models = next(line for line in lines if line["route"] == "/v1/models")
     assert (models["tenant"], models["status"], models["method"]) == ("globex", 200, "GET")
+    assert "slo_miss" not in models  # not an inference route
     # An unknown key names no tenant, so the per-tenant query does not count it.
     unauthenticated = next(line for line in lines if line["status"] == 401)
     assert unauthenticated["route"] == "/v1/completions"
     assert "tenant" not in unauthenticated
+    assert "slo_miss" not in unauthenticated
     # AND neither the prompt nor any key is anywhere in the log
     text = stream.getvalue()
     for secret in (SECRET_PROMPT, ACME_KEY, GLOBEX_KEY, WRONG_KEY, "Bearer"):

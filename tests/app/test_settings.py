@@ -85,6 +85,18 @@ def test_production_settings_read_from_the_environment(local_env: pytest.MonkeyP
         ("GATEWAY_LIFECYCLE_WATCH_ENABLED", "true", "GATEWAY_LIFECYCLE_HOOK_NAME are required"),
         ("GATEWAY_TENANTS_SECRET_ID", "tenants", "exactly one of GATEWAY_TENANTS_FILE"),
         ("GATEWAY_LOG_LEVEL", "loud", "GATEWAY_LOG_LEVEL"),
+        ("GATEWAY_SLO_TTFT_S", "0", "GATEWAY_SLO_TTFT_S"),
+        ("GATEWAY_SLO_TTFT_S", "601", "GATEWAY_SLO_TTFT_S"),
+        ("GATEWAY_SLO_E2E_S", "3601", "GATEWAY_SLO_E2E_S"),
+        ("GATEWAY_SLO_E2E_S", "4", "GATEWAY_SLO_TTFT_S (5) cannot exceed GATEWAY_SLO_E2E_S"),
+        ("GATEWAY_SLO_TENANT_TARGETS", "acme=3", "<tenant>=<ttft_s>:<e2e_s>"),
+        ("GATEWAY_SLO_TENANT_TARGETS", "acme=3:40,globex", "cannot read 'globex'"),
+        ("GATEWAY_SLO_TENANT_TARGETS", "acme=fast:40", "GATEWAY_SLO_TENANT_TARGETS"),
+        ("GATEWAY_SLO_TENANT_TARGETS", "acme=50:40", "'acme' has ttft_s (50) above e2e_s"),
+        ("GATEWAY_SLO_TENANT_TARGETS", "acme=0:40", "0 < ttft_s <= 600"),
+        ("GATEWAY_SLO_TENANT_TARGETS", "acme=nan:40", "0 < ttft_s <= 600"),
+        ("GATEWAY_SLO_TENANT_TARGETS", "acme=3:7200", "0 < e2e_s <= 3600"),
+        ("GATEWAY_SLO_TENANT_TARGETS", "ac me=3:40", "is not a tenant id"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(
@@ -94,6 +106,16 @@ def test_a_bad_value_is_refused_naming_the_variable(
     with pytest.raises(SettingsError) as refused:
         load_settings()
     assert needle in str(refused.value)
+
+
+def test_slo_targets_default_to_the_policys_and_read_per_tenant_ones(
+    local_env: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    assert (settings.slo_ttft_s, settings.slo_e2e_s) == FLEET_POLICY.slo.targets()
+    assert settings.slo_targets_by_tenant == {}
+    local_env.setenv("GATEWAY_SLO_TENANT_TARGETS", "acme=3:40,globex=2.5:30")
+    assert load_settings().slo_targets_by_tenant == {"acme": (3, 40), "globex": (2.5, 30)}
 
 
 def test_no_tenants_source_is_refused(local_env: pytest.MonkeyPatch) -> None:

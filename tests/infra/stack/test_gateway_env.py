@@ -197,6 +197,9 @@ def test_the_gateways_local_defaults_are_the_shipped_policys() -> None:
         "max_queued_sequences",
         "tenant_max_queued_sequences",
         "max_queue_wait_s",
+        "slo_ttft_s",
+        "slo_e2e_s",
+        "slo_tenant_targets",
     ):
         assert defaults[name].default == getattr(derived, name), name
     assert defaults["cloudwatch_interval_s"].default == derived.cloudwatch_interval_s
