@@ -1,4 +1,5 @@
-"""`fleet check`'s verdicts: the oscillation detector, the SLA per day, the cost margin."""
+"""`fleet check`'s verdicts: the oscillation detector, the SLO per day and tenant, the cost
+margin."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import pytest
 
 from infra.policy import FLEET_POLICY, FleetPolicy
 from infra.policy.loader import policy_from_mapping
+from infra.policy.slo import Slo, TenantSlo
 from infra.sim.check import Limits, cost_finding, evaluate, oscillation_finding, trading_dates
 from infra.sim.engine import RunResult
 from infra.sim.runner import POLICY_CONFIG, Simulation, run_configs
-from infra.sim.sla import Sla
 from infra.sim.trace import Trace
 from infra.sim.traffic import Scenario, generate
 
@@ -53,18 +54,37 @@ def test_oscillation_detector_fires_on_a_mis_tuned_policy_and_not_on_the_default
 
 def test_default_policy_passes_the_whole_check_against_itself(two_days: Trace) -> None:
     run = policy_run(two_days, FLEET_POLICY)
-    findings = evaluate(run, run, two_days, Sla(), HOURS, Limits())
-    assert [f.check for f in findings] == ["sla", "oscillation", "cost"]
+    findings = evaluate(run, run, two_days, Slo(), HOURS, Limits())
+    assert [f.check for f in findings] == ["slo", "oscillation", "cost"]
     assert all(f.passed for f in findings), [f.line() for f in findings]
 
 
-def test_sla_finding_names_the_day_and_the_excess(two_days: Trace) -> None:
+def test_slo_finding_names_the_day_and_the_excess(two_days: Trace) -> None:
     run = policy_run(two_days, FLEET_POLICY)
-    strict = Sla(ttft_s=0.5)
+    strict = Slo(ttft_s=0.5)
     finding = evaluate(run, run, two_days, strict, HOURS, Limits())[0]
     assert not finding.passed
-    assert "2026-12-01" in finding.detail
+    assert "2026-12-01 fleet:" in finding.detail
     assert "s over 0.5 s" in finding.detail
+    assert "99.00% of requests" in finding.detail
+    assert "the fast burn-rate alarm (page, >= 13.44x the budget's rate) would fire" in (
+        finding.detail
+    )
+
+
+def test_slo_finding_judges_a_tenant_by_its_own_targets(two_days: Trace) -> None:
+    # GIVEN the default run, which keeps the default targets for everyone
+    run = policy_run(two_days, FLEET_POLICY)
+    tenant = two_days.tenants[0]
+    # WHEN one tenant's contract asks for a first token within 0.5 s
+    strict = Slo(tenants=(TenantSlo(tenant, ttft_s=0.5),))
+    finding = evaluate(run, run, two_days, strict, HOURS, Limits())[0]
+    # THEN that tenant pages, by name, judged against its own target; no other tenant does
+    assert not finding.passed
+    assert f"would fire for tenant {tenant}:" in finding.detail
+    assert f"tenant {tenant} " in finding.detail
+    others = [name for name in two_days.tenants[1:] if f"for tenant {name}:" in finding.detail]
+    assert others == []
 
 
 def test_cost_finding_says_by_how_much() -> None:
