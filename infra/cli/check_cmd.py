@@ -1,5 +1,6 @@
 """`fleet check`: the gate before a scaling-config change; exits 1 when the proposed policy
-misses its SLO (fleet-wide or for any tenant) on a reference day, oscillates, or costs more than a margin over the
+misses its SLO on the reference days (a day under the objective fleet-wide, or a burn-rate
+alarm fleet-wide or for any tenant), oscillates, or costs more than a margin over the
 reference, saying which and by how much."""
 
 from __future__ import annotations

@@ -77,7 +77,8 @@ def slo_lines(slo: Slo) -> list[str]:
             f"  burn-rate {window.name} ({window.severity}): {span_text(window.long_window_s)}"
             f" and {span_text(window.short_window_s)} windows both at >= {window.burn_rate:g}x "
             f"the budget's rate ({window.error_ratio(slo.error_budget):.2%} of requests "
-            f"missing; {window.budget_share:.0%} of the budget in {span_text(window.long_window_s)})"
+            f"missing; {window.budget_share:.0%} of the budget in "
+            f"{span_text(window.long_window_s)})"
         )
     return lines
 
@@ -126,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("policy", help="show the scaling configs, the queue, the SLO and derived values")
+    parser = subcommands.add_parser(
+        "policy", help="show the scaling configs, the queue, the SLO and derived values"
+    )
     add_policy_option(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=run)

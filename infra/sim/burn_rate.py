@@ -55,9 +55,7 @@ def per_minute(
     last settled request, whichever is later."""
     last = float(settled_s.max()) if settled_s.size else end_s
     minutes = max(1, math.ceil((max(end_s, last) - start_s) / EVALUATION_PERIOD_S))
-    index = np.clip(
-        ((settled_s - start_s) // EVALUATION_PERIOD_S).astype(np.int64), 0, minutes - 1
-    )
+    index = np.clip(((settled_s - start_s) // EVALUATION_PERIOD_S).astype(np.int64), 0, minutes - 1)
     counted = np.bincount(index, minlength=minutes).astype(np.int64)
     misses = np.bincount(index, weights=missed.astype(np.float64), minlength=minutes)
     return counted, misses.astype(np.int64)

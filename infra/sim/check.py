@@ -12,8 +12,8 @@ import numpy as np
 
 from infra.policy.calendar import trading_day
 from infra.policy.market_hours import MarketHours
-from infra.sim.engine import RunResult
 from infra.policy.slo import Slo
+from infra.sim.engine import RunResult
 from infra.sim.metrics import (
     LatencySummary,
     count_reversals,
@@ -81,9 +81,7 @@ def slo_finding(run: RunResult, trace: Trace, slo: Slo, hours: MarketHours) -> F
         for tenant, mask in groups:
             if not mask.any():
                 continue
-            summary = latency_summary(
-                run.ttft_s[mask], run.e2e_s[mask], slo, tenant, within[mask]
-            )
+            summary = latency_summary(run.ttft_s[mask], run.e2e_s[mask], slo, tenant, within[mask])
             text = _day_text(date, tenant, summary)
             if worst is None or summary.slo_attainment < worst[0]:
                 worst = (summary.slo_attainment, text)

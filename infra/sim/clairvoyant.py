@@ -2,9 +2,10 @@
 in advance, each launched a worst-case boot ahead so it serves from the window's start.
 
 Per 5-minute window, the plan takes the smallest static fleet whose requests arriving in
-that window met the SLO's objective (each against its tenant's targets) in the static runs (floored at the policy's off-hours minimum: the
-API is never left without an instance). It ignores backlog carried between windows of
-different sizes, which the run of the plan then checks: its attainment is reported too.
+that window met the SLO's objective (each against its tenant's targets) in the static runs
+(floored at the policy's off-hours minimum: the API is never left without an instance).
+It ignores backlog carried between windows of different sizes, which the run of the plan
+then checks: its attainment is reported too.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from infra.policy.slo import Slo
 from infra.sim.controllers import Clairvoyant
 from infra.sim.engine import RunResult
-from infra.policy.slo import Slo
 from infra.sim.metrics import within_slo
 from infra.sim.trace import Trace
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from infra.sim.engine import RunResult, Timeline
 from infra.policy.slo import Slo
 from infra.sim.burn_rate import AlarmReplay, budget_burn, per_minute, replay
+from infra.sim.engine import RunResult, Timeline
 from infra.sim.gateway import REFUSED_TENANT_SHARE
 from infra.sim.trace import FloatArray, Trace
 
@@ -83,7 +83,6 @@ class ConfigReport:
     per_tenant: dict[str, LatencySummary] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
-        latency = self.latency
         return {
             "config": self.config,
             **self.latency.as_json(),
@@ -171,18 +170,16 @@ def slo_summary(
     """`latency_summary` of a tenant's requests (None: all), with the burn-rate alarms
     replayed on them. A request lost with a failed instance never settles; it is counted
     once it has outlasted its end-to-end target, when its client knows it is late."""
-    mask = np.ones(len(trace), dtype=bool) if tenant is None else (
-        trace.tenant == trace.tenants.index(tenant)
+    mask = (
+        np.ones(len(trace), dtype=bool)
+        if tenant is None
+        else (trace.tenant == trace.tenants.index(tenant))
     )
     _, e2e_target = request_targets(trace, slo)
     settled = result.settled_s[mask]
-    settled = np.where(
-        np.isfinite(settled), settled, trace.arrival_s[mask] + e2e_target[mask]
-    )
+    settled = np.where(np.isfinite(settled), settled, trace.arrival_s[mask] + e2e_target[mask])
     counted, misses = per_minute(settled, ~within[mask], trace.start_s, trace.end_s)
-    summary = latency_summary(
-        result.ttft_s[mask], result.e2e_s[mask], slo, tenant, within[mask]
-    )
+    summary = latency_summary(result.ttft_s[mask], result.e2e_s[mask], slo, tenant, within[mask])
     return dataclasses.replace(summary, alarms=replay(counted, misses, slo))
 
 

@@ -137,8 +137,7 @@ def write_timeline(
     latency.set_yscale("log")
     latency.set_ylabel("p99 TTFT (s)")
     latency.set_title(
-        "rolling p99 time to first token "
-        f"({ROLLING_WINDOW_S / 60:.0f}-min windows)",
+        f"rolling p99 time to first token ({ROLLING_WINDOW_S / 60:.0f}-min windows)",
         loc="left",
         fontsize=10,
     )

@@ -31,9 +31,7 @@ def _header(trace: Trace, slo: Slo, seed: int) -> list[str]:
         f"at >= {w.burn_rate:g}x the budget's rate"
         for w in slo.burn_rate_windows()
     )
-    lines.append(
-        f"burn-rate alarms: {windows}; each window needs >= {slo.min_requests} requests"
-    )
+    lines.append(f"burn-rate alarms: {windows}; each window needs >= {slo.min_requests} requests")
     return lines
 
 

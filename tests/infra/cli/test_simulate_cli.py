@@ -54,8 +54,9 @@ def test_simulate_json_has_every_config_and_the_contract_keys(
         "static-1", "static-2", "static-3", "static-4",
         "ray-serve", "target-tracking", "policy-aws", "clairvoyant",
     }  # fmt: skip
-    keys = {"config", "p50_ttft_s", "p99_ttft_s", "p99_e2e_s", "slo_attainment", "meets_slo",
-            "budget_burn", "alarms", "gpu_hours", "cost_usd", "scale_events", "reversals"}  # fmt: skip
+    keys = {"config", "p50_ttft_s", "p99_ttft_s", "p99_e2e_s", "slo_attainment",
+            "meets_slo", "budget_burn", "alarms", "gpu_hours", "cost_usd", "scale_events",
+            "reversals"}  # fmt: skip
     for row in configs.values():
         assert keys <= set(row)
         assert row["requests"] == 400
