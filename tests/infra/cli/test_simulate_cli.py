@@ -113,6 +113,10 @@ def test_simulate_reports_sheds_and_queue_waits_of_a_burst_one_instance_cannot_h
     assert one["refused_503_before_retries"] > one["shed_requests"] > four["shed_requests"]
     assert one["shed_share"] == pytest.approx(one["shed_requests"] / 200)
     assert one["slo_attainment"] <= 1 - one["shed_share"]
+    assert one["misses"] >= one["shed_requests"]
+    # and a burst that misses for most of 200 requests pages and tickets once: both
+    # windows hold more than `min_requests` (20) requests, far above either threshold
+    assert one["alarms"]["fast"]["firings"] == one["alarms"]["slow"]["firings"] == 1
     assert one["queue_wait_p99_s"] > four["queue_wait_p99_s"]
     assert main(["simulate", "--trace", str(burst)]) == 0
     out = capsys.readouterr().out
