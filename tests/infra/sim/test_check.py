@@ -41,26 +41,34 @@ def policy_run(trace: Trace, policy: FleetPolicy) -> RunResult:
     return outcome.run(POLICY_CONFIG)
 
 
+@pytest.fixture(scope="module")
+def default_run(two_days: Trace) -> RunResult:
+    """The deployed policy on the two days, shared: the verdicts only read it."""
+    return policy_run(two_days, FLEET_POLICY)
+
+
 def test_oscillation_detector_fires_on_a_mis_tuned_policy_and_not_on_the_default(
-    two_days: Trace,
+    two_days: Trace, default_run: RunResult
 ) -> None:
     assert MIS_TUNED.warnings()  # the policy itself warns about this trap
-    calm = oscillation_finding(policy_run(two_days, FLEET_POLICY), 2, Limits())
+    calm = oscillation_finding(default_run, 2, Limits())
     flapping = oscillation_finding(policy_run(two_days, MIS_TUNED), 2, Limits())
     assert calm.passed, calm.detail
     assert not flapping.passed
     assert "direction reversals within 10 min" in flapping.detail
 
 
-def test_default_policy_passes_the_whole_check_against_itself(two_days: Trace) -> None:
-    run = policy_run(two_days, FLEET_POLICY)
+def test_default_policy_passes_the_whole_check_against_itself(
+    two_days: Trace, default_run: RunResult
+) -> None:
+    run = default_run
     findings = evaluate(run, run, two_days, Slo(), HOURS, Limits())
     assert [f.check for f in findings] == ["slo", "oscillation", "cost"]
     assert all(f.passed for f in findings), [f.line() for f in findings]
 
 
-def test_slo_finding_names_the_day_and_the_excess(two_days: Trace) -> None:
-    run = policy_run(two_days, FLEET_POLICY)
+def test_slo_finding_names_the_day_and_the_excess(two_days: Trace, default_run: RunResult) -> None:
+    run = default_run
     strict = Slo(ttft_s=0.5)
     finding = evaluate(run, run, two_days, strict, HOURS, Limits())[0]
     assert not finding.passed
@@ -72,9 +80,11 @@ def test_slo_finding_names_the_day_and_the_excess(two_days: Trace) -> None:
     )
 
 
-def test_slo_finding_judges_a_tenant_by_its_own_targets(two_days: Trace) -> None:
-    # GIVEN the default run, which keeps the default targets for everyone
-    run = policy_run(two_days, FLEET_POLICY)
+def test_slo_finding_judges_a_tenant_by_its_own_targets(
+    two_days: Trace, default_run: RunResult
+) -> None:
+    # GIVEN the deployed policy's run, judged so far by the default targets for everyone
+    run = default_run
     tenant = two_days.tenants[0]
     # WHEN one tenant's contract asks for a first token within 0.5 s
     strict = Slo(tenants=(TenantSlo(tenant, ttft_s=0.5),))
