@@ -1,5 +1,6 @@
 """`fleet check`: the gate before a scaling-config change; exits 1 when the proposed policy
-misses the SLA on the reference days, oscillates, or costs more than a margin over the
+misses its SLO on the reference days (a day under the objective fleet-wide, or a burn-rate
+alarm fleet-wide or for any tenant), oscillates, or costs more than a margin over the
 reference, saying which and by how much."""
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         proposed.run(POLICY_CONFIG),
         reference.run(POLICY_CONFIG),
         trace,
-        proposed_sim.sla,
+        proposed_sim.slo,
         proposed_policy.schedule,
         limits,
     )
@@ -88,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
             sheds = summary.sheds
             print(
                 f"  {label:<10} p99 TTFT {latency.p99_ttft_s:6.2f} s  p99 E2E "
-                f"{latency.p99_e2e_s:6.1f} s  within SLA {latency.sla_attainment:7.2%}  "
+                f"{latency.p99_e2e_s:6.1f} s  within SLO {latency.slo_attainment:7.2%}  "
+                f"burn {latency.budget_burn:.2f}  "
                 f"GPU-h {summary.gpu_hours:6.1f}  scale events {summary.scale_events}  "
                 f"reversals {summary.reversals}"
             )
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser(
-        "check", help="gate a proposed policy: SLA, oscillation and cost on the reference days"
+        "check", help="gate a proposed policy: SLO, oscillation and cost on the reference days"
     )
     parser.add_argument(
         "--against",

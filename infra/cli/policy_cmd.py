@@ -1,5 +1,5 @@
-"""`fleet policy`: both configs, the gateway's queue, and the values the AWS compilation
-derives from them."""
+"""`fleet policy`: both configs, the gateway's queue, the SLO, and the values the AWS
+compilation derives from them (alarm windows, the SLO's burn-rate thresholds)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 from infra.cli.common import add_policy_option, print_json, selected_policy
 from infra.policy import FleetPolicy
 from infra.policy.loader import policy_as_mapping
+from infra.policy.slo import Slo
+from infra.sim.burn_rate import span_text, window_json
 
 # The queue section's rows: (label, attribute of GatewayQueue), in the order a reader
 # follows a request: what runs, what may wait, for how long, and when it scales.
@@ -42,7 +44,43 @@ def derived(policy: FleetPolicy) -> dict[str, Any]:
             f"(open {hours.open_time:%H:%M}, pre-warm {hours.prewarm_lead_s} s earlier; "
             f"early close {hours.early_close_time:%H:%M})"
         ),
+        "slo_error_budget": policy.slo.error_budget,
+        "slo_window_hours": policy.slo.window_hours,
+        "slo_tenant_targets": {
+            tenant: {"ttft_s": ttft_s, "e2e_s": e2e_s}
+            for tenant, (ttft_s, e2e_s) in policy.slo.tenant_targets().items()
+        },
+        "slo_burn_rate_windows": {
+            window.name: window_json(window, policy.slo.error_budget)
+            for window in policy.slo.burn_rate_windows()
+        },
     }
+
+
+def slo_lines(slo: Slo) -> list[str]:
+    """The SLO section of `fleet policy`: targets, objective and budget, tenants' own
+    targets, and each burn-rate alarm with the error ratio its threshold means."""
+    lines = [
+        "slo (every request to an inference route counts: served, late, failed or shed)",
+        f"  {'ttft_s':<30}{slo.ttft_s:>8g}",
+        f"  {'e2e_s':<30}{slo.e2e_s:>8g}",
+        f"  {'objective':<30}{slo.objective:>8.2%}",
+        f"  {'window_days':<30}{slo.window_days:>8}",
+        f"  {'error budget (derived)':<30}{slo.error_budget:>8.2%}",
+        f"  {'min_requests':<30}{slo.min_requests:>8}",
+    ]
+    for entry in slo.tenants:
+        ttft_s, e2e_s = slo.targets(entry.tenant)
+        lines.append(f"  tenant {entry.tenant}: TTFT {ttft_s:g} s, end-to-end {e2e_s:g} s")
+    for window in slo.burn_rate_windows():
+        lines.append(
+            f"  burn-rate {window.name} ({window.severity}): {span_text(window.long_window_s)}"
+            f" and {span_text(window.short_window_s)} windows both at >= {window.burn_rate:g}x "
+            f"the budget's rate ({window.error_ratio(slo.error_budget):.2%} of requests "
+            f"missing; {window.budget_share:.0%} of the budget in "
+            f"{span_text(window.long_window_s)})"
+        )
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,8 +110,12 @@ def run(args: argparse.Namespace) -> int:
     for label, attribute in QUEUE_ROWS:
         print(f"  {label:<30}{getattr(policy.queue, attribute)!s:>8}")
     print()
+    for line in slo_lines(policy.slo):
+        print(line)
+    print()
     for key, value in derived(policy).items():
-        print(f"{key:<36}{value}")
+        if not key.startswith("slo_"):  # shown in the slo section above
+            print(f"{key:<36}{value}")
     for day in policy.special_days:
         print(
             f"special day {day.date} {day.start:%H:%M}-{day.end:%H:%M} min {day.min_replicas}"
@@ -85,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subcommands.add_parser("policy", help="show the scaling configs and derived values")
+    parser = subcommands.add_parser(
+        "policy", help="show the scaling configs, the queue, the SLO and derived values"
+    )
     add_policy_option(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=run)

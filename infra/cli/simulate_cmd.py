@@ -19,12 +19,12 @@ from infra.cli.common import (
     selected_policy,
 )
 from infra.policy import FleetPolicy
+from infra.policy.errors import PolicyError
 from infra.sim.aws import AwsMechanics
 from infra.sim.progress import ProgressBar
 from infra.sim.replica_model import A10G_VLLM, ReplicaModel, ReplicaModelError, load_replica
 from infra.sim.report import as_json, table
 from infra.sim.runner import Simulation, run_configs
-from infra.sim.sla import Sla
 from infra.sim.trace import Trace, TraceError, read_trace
 from infra.sim.traffic import Scenario, generate
 
@@ -52,18 +52,20 @@ def add_simulation_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (>= 0)")
     parser.add_argument(
-        "--ttft-sla",
+        "--ttft-target",
         type=positive_float,
-        default=Sla.ttft_s,
+        default=None,
         metavar="S",
-        help=f"p99 time-to-first-token target in seconds (default {Sla.ttft_s:g})",
+        help="the SLO's default time-to-first-token target in seconds (default: the "
+        "policy's [slo] ttft_s); tenants with their own targets keep them",
     )
     parser.add_argument(
-        "--e2e-sla",
+        "--e2e-target",
         type=positive_float,
-        default=Sla.e2e_s,
+        default=None,
         metavar="S",
-        help=f"p99 end-to-end latency target in seconds (default {Sla.e2e_s:g})",
+        help="the SLO's default end-to-end target in seconds (default: the policy's [slo] "
+        "e2e_s); tenants with their own targets keep them",
     )
     parser.add_argument(
         "--qpd-per-tenant",
@@ -84,12 +86,27 @@ def add_simulation_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def with_targets(args: argparse.Namespace, policy: FleetPolicy) -> FleetPolicy:
+    """`policy` with its SLO's default targets replaced by --ttft-target/--e2e-target."""
+    changes = {
+        name: value
+        for name, value in (("ttft_s", args.ttft_target), ("e2e_s", args.e2e_target))
+        if value is not None
+    }
+    if not changes:
+        return policy
+    try:
+        slo = dataclasses.replace(policy.slo, **changes)
+    except PolicyError as error:
+        raise CommandError(f"--ttft-target/--e2e-target: {error}") from None
+    return dataclasses.replace(policy, slo=slo)
+
+
 def simulation_from(args: argparse.Namespace, policy: FleetPolicy) -> Simulation:
     mechanics = dataclasses.replace(AwsMechanics(), warm_pool=args.warm_pool, hourly_usd=args.price)
     return Simulation(
-        policy=policy,
+        policy=with_targets(args, policy),
         seed=args.seed,
-        sla=Sla(ttft_s=args.ttft_sla, e2e_s=args.e2e_sla),
         mechanics=mechanics,
         model=args.replica,
     )
@@ -127,14 +144,14 @@ def run(args: argparse.Namespace) -> int:
             args.plot,
             outcome,
             trace,
-            simulation.sla,
+            simulation.slo,
             policy.schedule.zone,
             policy.default.target_ongoing_requests,
         )
     if args.json:
-        print_json(as_json(outcome, trace, simulation.sla, simulation.seed))
+        print_json(as_json(outcome, trace, simulation.slo, simulation.seed))
     else:
-        print(table(outcome, trace, simulation.sla, simulation.seed))
+        print(table(outcome, trace, simulation.slo, simulation.seed))
         if args.plot is not None:
             print(f"timeline written to {args.plot}")
     return 0

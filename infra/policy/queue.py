@@ -47,7 +47,7 @@ class GatewayQueue:
     # a tenant's batch of hundreds cannot fill the queue and shut the others out.
     tenant_queue_share: float = 0.5
     # The longest a request waits for a slot before it is shed with 503 + Retry-After.
-    # Half the SLA's end-to-end target (65 s, infra/sim/sla.py): a request that waited
+    # Half the SLO's end-to-end target (65 s, infra/policy/slo.py): a request that waited
     # this long still completes within the target at the median service time. The
     # simulator judged 5 s (sheds during every cold start) and 60 s (no gain) against it.
     max_queue_wait_s: float = 30.0

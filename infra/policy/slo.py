@@ -94,7 +94,8 @@ class Slo:
     # 3.6 s, so 5 s to the first token; 61 + 1,024 units is 64 s, so 65 s end to end. A
     # tighter target would be missed by long prompts on an idle fleet, whatever the
     # autoscaler does; a looser one would hide queueing, which is what scaling controls.
-    # `tests/infra/sim/test_sla.py` recomputes both from the replica model and the scenario.
+    # `tests/infra/sim/test_slo_defaults.py` recomputes both from the replica model and the
+    # scenario.
     ttft_s: float = 5.0
     e2e_s: float = 65.0
     # Share of counted requests that must meet their targets over `window_days`.

@@ -1,10 +1,11 @@
-"""The clairvoyant lower bound: the fewest instances per window that meet the SLA, known
+"""The clairvoyant lower bound: the fewest instances per window that meet the SLO, known
 in advance, each launched a worst-case boot ahead so it serves from the window's start.
 
 Per 5-minute window, the plan takes the smallest static fleet whose requests arriving in
-that window met the SLA in the static runs (floored at the policy's off-hours minimum: the
-API is never left without an instance). It ignores backlog carried between windows of
-different sizes, which the run of the plan then checks: its attainment is reported too.
+that window met the SLO's objective (each against its tenant's targets) in the static runs
+(floored at the policy's off-hours minimum: the API is never left without an instance).
+It ignores backlog carried between windows of different sizes, which the run of the plan
+then checks: its attainment is reported too.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from infra.policy.slo import Slo
 from infra.sim.controllers import Clairvoyant
 from infra.sim.engine import RunResult
-from infra.sim.metrics import within_sla
-from infra.sim.sla import Sla
+from infra.sim.metrics import within_slo
 from infra.sim.trace import Trace
 
 WINDOW_S = 300.0
@@ -26,7 +27,7 @@ WINDOW_S = 300.0
 def plan(
     trace: Trace,
     static_runs: Sequence[RunResult],
-    sla: Sla,
+    slo: Slo,
     floor: int,
     lead_s: float,
     window_s: float = WINDOW_S,
@@ -41,8 +42,8 @@ def plan(
     settled = arrivals == 0
     needed[settled] = floor
     for replicas, run in enumerate(static_runs, start=1):
-        met = np.bincount(index, weights=within_sla(run, sla), minlength=windows)
-        enough = ~settled & (met >= sla.attainment_goal * arrivals)
+        met = np.bincount(index, weights=within_slo(run, trace, slo), minlength=windows)
+        enough = ~settled & (met >= slo.objective * arrivals)
         needed[enough] = max(replicas, floor)
         settled |= enough
     starts = [trace.start_s + w * window_s for w in range(windows)]

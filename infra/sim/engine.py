@@ -145,6 +145,10 @@ class RunResult:
     # Every refused attempt, retried or not, by REFUSAL_NAMES.
     refusals: dict[str, int] = field(default_factory=dict)
     retries: int = 0
+    # When the client got its final answer (last token or last refusal), epoch seconds;
+    # inf when it never got one (lost with a failed instance). The SLO's burn-rate alarms
+    # count a request in the minute it settled, as the gateway logs it when it ends.
+    settled_s: FloatArray = field(default_factory=lambda: np.zeros(0))
 
 
 def simulate(
@@ -166,6 +170,7 @@ def simulate(
     ttft = [math.inf] * count
     e2e = [math.inf] * count
     started = [math.inf] * count
+    settled = [math.inf] * count
     refused = bytearray(count)
     attempts = bytearray(count)  # retries each request has made
     entries: list[Entry[int] | None] = [None] * count  # its attempt at a gateway, if any
@@ -227,6 +232,7 @@ def simulate(
                 request = code >> 1
                 if code & 1:
                     e2e[request] = at - arrival[request]
+                    settled[request] = at
                     replica.running -= 1
                     if waiting:
                         begin(replica, waiting.popleft(), at)
@@ -263,6 +269,7 @@ def simulate(
             heappush(retries, (now_s + sdk_retry_delay_s(taken, retry_after_s, jitter), request))
         else:
             refused[request] = reason
+            settled[request] = now_s
 
     def send(request: int, now_s: float) -> None:
         # The load balancer routes to the serving target with the fewest outstanding
@@ -485,4 +492,5 @@ def simulate(
         refused=np.frombuffer(bytes(refused), dtype=np.int8).copy(),
         refusals=refusals,
         retries=retry_count,
+        settled_s=np.asarray(settled, dtype=np.float64),
     )

@@ -1,9 +1,11 @@
-"""Summaries of one run: latency percentiles, SLA attainment, sheds, queue waits, cost,
-scaling behaviour."""
+"""Summaries of one run: latency percentiles and SLO attainment per tenant, the error
+budget's burn and the burn-rate alarms it would raise, sheds, queue waits, cost, scaling
+behaviour."""
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import statistics
 from dataclasses import dataclass, field
@@ -11,9 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from infra.policy.slo import Slo
+from infra.sim.burn_rate import AlarmReplay, budget_burn, per_minute, replay
 from infra.sim.engine import RunResult, Timeline
 from infra.sim.gateway import REFUSED_TENANT_SHARE
-from infra.sim.sla import Sla
 from infra.sim.trace import FloatArray, Trace
 
 REVERSAL_WINDOW_S = 600.0  # an opposite scale event within 10 minutes counts as a reversal
@@ -22,13 +25,27 @@ BURST_RESPONSE_WINDOW_S = 1800.0  # capacity added later than this is not the bu
 
 @dataclass(frozen=True)
 class LatencySummary:
-    requests: int
+    """Requests judged against the SLO: a tenant's, or the fleet's (each request against
+    its own tenant's targets; the targets shown are then the default)."""
+
+    requests: int  # counted against the SLO: served, late, failed or shed alike
+    misses: int  # late (TTFT or end to end over target), failed or shed
     p50_ttft_s: float
     p99_ttft_s: float
     p50_e2e_s: float
     p99_e2e_s: float
-    sla_attainment: float
-    meets_sla: bool
+    ttft_target_s: float
+    e2e_target_s: float
+    slo_attainment: float  # share within the targets
+    meets_slo: bool  # attainment >= the objective
+    # The miss ratio in multiples of the error budget (`burn_rate.budget_burn`).
+    budget_burn: float
+    # The burn-rate alarms the stack would have raised on this traffic, by window name.
+    alarms: dict[str, AlarmReplay] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, object]:
+        fields = {k: v for k, v in vars(self).items() if k != "alarms"}
+        return {**fields, "alarms": {name: a.as_json() for name, a in self.alarms.items()}}
 
 
 @dataclass(frozen=True)
@@ -66,16 +83,9 @@ class ConfigReport:
     per_tenant: dict[str, LatencySummary] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
-        latency = self.latency
         return {
             "config": self.config,
-            "requests": latency.requests,
-            "p50_ttft_s": latency.p50_ttft_s,
-            "p99_ttft_s": latency.p99_ttft_s,
-            "p50_e2e_s": latency.p50_e2e_s,
-            "p99_e2e_s": latency.p99_e2e_s,
-            "sla_attainment": latency.sla_attainment,
-            "meets_sla": latency.meets_sla,
+            **self.latency.as_json(),
             "gpu_hours": self.gpu_hours,
             "cost_usd": self.cost_usd,
             "scale_events": self.scale_events,
@@ -93,7 +103,7 @@ class ConfigReport:
             "retries": self.sheds.retries,
             "queue_wait_p50_s": self.queue_wait_p50_s,
             "queue_wait_p99_s": self.queue_wait_p99_s,
-            "per_tenant": {name: dict(vars(summary)) for name, summary in self.per_tenant.items()},
+            "per_tenant": {name: summary.as_json() for name, summary in self.per_tenant.items()},
         }
 
 
@@ -104,28 +114,73 @@ def _percentile(values: FloatArray, q: float) -> float:
     return float(np.percentile(values, q, method="higher"))
 
 
-def _within(ttft_s: FloatArray, e2e_s: FloatArray, sla: Sla) -> npt.NDArray[np.bool_]:
-    within: npt.NDArray[np.bool_] = (ttft_s <= sla.ttft_s) & (e2e_s <= sla.e2e_s)
+def request_targets(trace: Trace, slo: Slo) -> tuple[FloatArray, FloatArray]:
+    """Each request's (TTFT, end-to-end) targets: its tenant's, else the SLO's default."""
+    if not trace.tenants:
+        return np.zeros(0), np.zeros(0)
+    pairs = np.array([slo.targets(name) for name in trace.tenants], dtype=np.float64)
+    return pairs[trace.tenant, 0], pairs[trace.tenant, 1]
+
+
+def within_slo(result: RunResult, trace: Trace, slo: Slo) -> npt.NDArray[np.bool_]:
+    """Per request, whether it met its tenant's targets (a failed or shed one never does:
+    its latencies are infinite)."""
+    ttft_target, e2e_target = request_targets(trace, slo)
+    within: npt.NDArray[np.bool_] = (result.ttft_s <= ttft_target) & (result.e2e_s <= e2e_target)
     return within
 
 
-def within_sla(result: RunResult, sla: Sla) -> npt.NDArray[np.bool_]:
-    return _within(result.ttft_s, result.e2e_s, sla)
-
-
-def latency_summary(ttft_s: FloatArray, e2e_s: FloatArray, sla: Sla) -> LatencySummary:
-    p99_ttft = _percentile(ttft_s, sla.percentile)
-    p99_e2e = _percentile(e2e_s, sla.percentile)
-    attainment = float(np.mean(_within(ttft_s, e2e_s, sla))) if ttft_s.size else 1.0
+def latency_summary(
+    ttft_s: FloatArray,
+    e2e_s: FloatArray,
+    slo: Slo,
+    tenant: str | None = None,
+    within: npt.NDArray[np.bool_] | None = None,
+) -> LatencySummary:
+    """Requests judged against `tenant`'s targets, or against `within` (each request's own
+    verdict) when given; the summary shows `tenant`'s targets (None: the default)."""
+    ttft_target, e2e_target = slo.targets(tenant)
+    if within is None:
+        within = (ttft_s <= ttft_target) & (e2e_s <= e2e_target)
+    requests = int(ttft_s.size)
+    misses = requests - int(np.count_nonzero(within))
+    attainment = 1 - misses / requests if requests else 1.0
     return LatencySummary(
-        requests=int(ttft_s.size),
+        requests=requests,
+        misses=misses,
         p50_ttft_s=_percentile(ttft_s, 50),
-        p99_ttft_s=p99_ttft,
+        p99_ttft_s=_percentile(ttft_s, 99),
         p50_e2e_s=_percentile(e2e_s, 50),
-        p99_e2e_s=p99_e2e,
-        sla_attainment=attainment,
-        meets_sla=p99_ttft <= sla.ttft_s and p99_e2e <= sla.e2e_s,
+        p99_e2e_s=_percentile(e2e_s, 99),
+        ttft_target_s=ttft_target,
+        e2e_target_s=e2e_target,
+        slo_attainment=attainment,
+        meets_slo=attainment >= slo.objective,
+        budget_burn=budget_burn(misses, requests, slo.error_budget),
     )
+
+
+def slo_summary(
+    result: RunResult,
+    trace: Trace,
+    slo: Slo,
+    within: npt.NDArray[np.bool_],
+    tenant: str | None = None,
+) -> LatencySummary:
+    """`latency_summary` of a tenant's requests (None: all), with the burn-rate alarms
+    replayed on them. A request lost with a failed instance never settles; it is counted
+    once it has outlasted its end-to-end target, when its client knows it is late."""
+    mask = (
+        np.ones(len(trace), dtype=bool)
+        if tenant is None
+        else (trace.tenant == trace.tenants.index(tenant))
+    )
+    _, e2e_target = request_targets(trace, slo)
+    settled = result.settled_s[mask]
+    settled = np.where(np.isfinite(settled), settled, trace.arrival_s[mask] + e2e_target[mask])
+    counted, misses = per_minute(settled, ~within[mask], trace.start_s, trace.end_s)
+    summary = latency_summary(result.ttft_s[mask], result.e2e_s[mask], slo, tenant, within[mask])
+    return dataclasses.replace(summary, alarms=replay(counted, misses, slo))
 
 
 def count_reversals(events: list[tuple[float, int, int]]) -> int:
@@ -203,7 +258,7 @@ def shed_summary(result: RunResult) -> Sheds:
 def summarize(
     result: RunResult,
     trace: Trace,
-    sla: Sla,
+    slo: Slo,
     hourly_usd: float,
     target: float,
     per_tenant: bool = True,
@@ -212,11 +267,11 @@ def summarize(
     """`target` is the demand per instance the policy scales to; `reactive` is False for
     fleets that do not respond to load (static, clairvoyant): their burst-to-capacity time
     is not defined."""
+    within = within_slo(result, trace, slo)
     tenants: dict[str, LatencySummary] = {}
     if per_tenant:
-        for index, name in enumerate(trace.tenants):
-            mask = trace.tenant == index
-            tenants[name] = latency_summary(result.ttft_s[mask], result.e2e_s[mask], sla)
+        for name in trace.tenants:
+            tenants[name] = slo_summary(result, trace, slo, within, name)
     if reactive:
         delays, missed = scale_out_episodes(result.timeline, result.scale_events, target)
     else:
@@ -224,7 +279,7 @@ def summarize(
     waits = result.queue_wait_s[np.isfinite(result.queue_wait_s)]
     return ConfigReport(
         config=result.config,
-        latency=latency_summary(result.ttft_s, result.e2e_s, sla),
+        latency=slo_summary(result, trace, slo, within),
         gpu_hours=result.gpu_hours,
         cost_usd=result.gpu_hours * hourly_usd,
         scale_events=len(result.scale_events),
@@ -236,6 +291,6 @@ def summarize(
         failed_requests=int(np.count_nonzero(~np.isfinite(result.e2e_s))),
         sheds=shed_summary(result),
         queue_wait_p50_s=_percentile(waits, 50),
-        queue_wait_p99_s=_percentile(waits, sla.percentile),
+        queue_wait_p99_s=_percentile(waits, 99),
         per_tenant=tenants,
     )

@@ -13,9 +13,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from infra.policy.slo import Slo
 from infra.sim.engine import RunResult
 from infra.sim.runner import POLICY_CONFIG, Outcome
-from infra.sim.sla import Sla
 from infra.sim.trace import Trace
 
 ROLLING_WINDOW_S = 600.0
@@ -27,7 +27,7 @@ def _times(seconds: Iterable[float], zone: ZoneInfo) -> list[dt.datetime]:
     return [dt.datetime.fromtimestamp(float(s), zone) for s in seconds]
 
 
-def _rolling_p99(trace: Trace, run: RunResult, sla: Sla) -> tuple[np.ndarray, np.ndarray]:
+def _rolling_p99(trace: Trace, run: RunResult) -> tuple[np.ndarray, np.ndarray]:
     windows = np.floor((trace.arrival_s - trace.start_s) / ROLLING_WINDOW_S).astype(np.int64)
     starts: list[float] = []
     values: list[float] = []
@@ -39,12 +39,12 @@ def _rolling_p99(trace: Trace, run: RunResult, sla: Sla) -> tuple[np.ndarray, np
         if ttft_s.size < 5:
             continue  # a percentile of a handful of requests is noise
         starts.append(trace.start_s + (window + 0.5) * ROLLING_WINDOW_S)
-        values.append(float(np.percentile(ttft_s, sla.percentile, method="higher")))
+        values.append(float(np.percentile(ttft_s, 99, method="higher")))
     return np.asarray(starts), np.minimum(np.asarray(values), 1e4)
 
 
 def write_timeline(
-    path: Path, outcome: Outcome, trace: Trace, sla: Sla, zone: ZoneInfo, target: float
+    path: Path, outcome: Outcome, trace: Trace, slo: Slo, zone: ZoneInfo, target: float
 ) -> None:
     names = {run.config for run in outcome.runs}
     shown = [name for name in (POLICY_CONFIG, *COMPARED) if name in names]
@@ -108,7 +108,7 @@ def write_timeline(
                 color="black",
                 label=f"{name} desired",
             )
-        starts, p99 = _rolling_p99(trace, run, sla)
+        starts, p99 = _rolling_p99(trace, run)
         latency.plot(
             _times(starts, zone),
             p99,
@@ -133,12 +133,11 @@ def write_timeline(
     )
     capacity.legend(loc="upper right", fontsize=8)
     capacity.yaxis.set_major_locator(MaxNLocator(integer=True))
-    latency.axhline(sla.ttft_s, color="tab:red", ls=":", label=f"SLA {sla.ttft_s:g} s")
+    latency.axhline(slo.ttft_s, color="tab:red", ls=":", label=f"SLO target {slo.ttft_s:g} s")
     latency.set_yscale("log")
     latency.set_ylabel("p99 TTFT (s)")
     latency.set_title(
-        f"rolling p{sla.percentile:g} time to first token "
-        f"({ROLLING_WINDOW_S / 60:.0f}-min windows)",
+        f"rolling p99 time to first token ({ROLLING_WINDOW_S / 60:.0f}-min windows)",
         loc="left",
         fontsize=10,
     )

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from infra.policy import FleetPolicy
+from infra.policy.slo import Slo
 from infra.sim.aws import AwsMechanics, BootTimes, ScheduledMinimum
 from infra.sim.clairvoyant import plan
 from infra.sim.controllers import Controller, ProposedOnAws, RayServe, Static, TargetTracking
@@ -14,7 +15,6 @@ from infra.sim.engine import RunResult, simulate
 from infra.sim.gateway import GatewayModel
 from infra.sim.metrics import ConfigReport, summarize
 from infra.sim.replica_model import A10G_VLLM, ReplicaModel
-from infra.sim.sla import Sla
 from infra.sim.trace import Trace
 
 POLICY_CONFIG = "policy-aws"
@@ -29,12 +29,16 @@ class Simulation:
 
     policy: FleetPolicy
     seed: int = 0
-    sla: Sla = field(default_factory=Sla)
     model: ReplicaModel = A10G_VLLM
     mechanics: AwsMechanics = field(default_factory=AwsMechanics)
     period_s: float = 10.0
     # The gateway in front of each replica; None: the one `policy.queue` configures.
     gateway: GatewayModel | None = None
+
+    @property
+    def slo(self) -> Slo:
+        """What every request is judged against: the policy's SLO (a proposal's `[slo]`)."""
+        return self.policy.slo
 
     @property
     def gateway_model(self) -> GatewayModel:
@@ -110,7 +114,7 @@ def run_configs(
         controller = plan(
             trace,
             statics_runs[: policy.max_replicas],
-            simulation.sla,
+            simulation.slo,
             policy.default.min_replicas,
             (lead + 1) * simulation.period_s,
         )
@@ -122,7 +126,7 @@ def run_configs(
         summarize(
             result,
             trace,
-            simulation.sla,
+            simulation.slo,
             mechanics.hourly_usd,
             policy.default.target_ongoing_requests,
             reactive=not result.config.startswith(("static-", "clairvoyant")),

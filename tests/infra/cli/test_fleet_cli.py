@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from infra.cli.main import _subcommand_modules, build_parser, main
+from infra.policy import FLEET_POLICY
+from infra.policy.loader import load_policy, policy_from_mapping
 
 
 def run_fleet(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,6 +57,82 @@ def test_policy_table_prints_the_queue_section(
     assert rows["engine_max_num_seqs"] == "32" and rows["tenant_queue_share"] == "0.5"
     assert rows["max_running"] == "12"
     assert rows["tenant_max_queued (derived)"] == "6"
+
+
+SLO_PROPOSAL = (
+    "[slo]\nobjective = 0.995\nwindow_days = 30\nmin_requests = 50\n\n"
+    '[[slo.tenants]]\ntenant = "acme"\nttft_s = 2.5\ne2e_s = 40\n\n'
+    '[[slo.tenants]]\ntenant = "globex"\n'
+)
+
+
+def test_policy_json_has_the_slo_and_its_burn_rate_thresholds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["policy", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    slo = payload["slo"]
+    assert (slo["ttft_s"], slo["e2e_s"], slo["objective"], slo["window_days"]) == (
+        5.0, 65.0, 0.99, 28,
+    )  # fmt: skip
+    derived = payload["derived"]
+    assert derived["slo_error_budget"] == pytest.approx(0.01)
+    assert derived["slo_window_hours"] == 672
+    fast, slow = derived["slo_burn_rate_windows"]["fast"], derived["slo_burn_rate_windows"]["slow"]
+    assert (fast["severity"], fast["long_window_s"], fast["short_window_s"]) == ("page", 3600, 300)
+    assert (fast["burn_rate"], fast["error_ratio"]) == (pytest.approx(13.44), pytest.approx(0.1344))
+    assert (slow["severity"], slow["burn_rate"]) == ("ticket", pytest.approx(5.6))
+    assert slow["error_ratio"] == pytest.approx(0.056)
+
+
+def test_policy_json_round_trips_a_proposal_slo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proposal = tmp_path / "slo.toml"
+    proposal.write_text(SLO_PROPOSAL)
+    assert main(["policy", "--policy", str(proposal), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    loaded = load_policy(proposal, FLEET_POLICY)
+    # what `fleet policy --json` prints reads back as the same policy
+    sections = {k: v for k, v in payload.items() if k not in ("derived", "warnings")}
+    assert policy_from_mapping(sections, FLEET_POLICY) == loaded
+    assert payload["derived"]["slo_tenant_targets"] == {"acme": {"ttft_s": 2.5, "e2e_s": 40}}
+    assert payload["derived"]["slo_burn_rate_windows"]["fast"]["burn_rate"] == pytest.approx(
+        0.02 * 720
+    )
+
+
+def test_policy_table_prints_the_slo_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proposal = tmp_path / "slo.toml"
+    proposal.write_text(SLO_PROPOSAL)
+    assert main(["policy", "--policy", str(proposal)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("slo ("))
+    section = lines[start + 1 : lines.index("", start)]
+    rows = dict(line.strip().rsplit(maxsplit=1) for line in section if "tenant" not in line
+                and "burn-rate" not in line)  # fmt: skip
+    assert rows == {
+        "ttft_s": "5", "e2e_s": "65", "objective": "99.50%", "window_days": "30",
+        "error budget (derived)": "0.50%", "min_requests": "50",
+    }  # fmt: skip
+    text = "\n".join(section)
+    assert "tenant acme: TTFT 2.5 s, end-to-end 40 s" in text
+    assert "tenant globex: TTFT 5 s, end-to-end 65 s" in text
+    assert "burn-rate fast (page): 1 h and 5 min windows both at >= 14.4x" in text
+    assert "(7.20% of requests missing; 2% of the budget in 1 h)" in text
+    assert "burn-rate slow (ticket): 6 h and 30 min windows both at >= 6x" in text
+
+
+def test_invalid_slo_section_names_the_field(tmp_path: Path) -> None:
+    proposal = tmp_path / "bad-slo.toml"
+    proposal.write_text("[slo]\nobjective = 1.5\n")
+    result = run_fleet("policy", "--policy", str(proposal))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "fleet policy: error: slo.objective: must be in [0.5, 0.9999], got 1.5"
+    )
 
 
 @pytest.mark.parametrize(

@@ -42,23 +42,46 @@ def small_trace(tmp_path: Path) -> Path:
 
 
 def test_simulate_json_has_every_config_and_the_contract_keys(
-    small_trace: Path, capsys: pytest.CaptureFixture[str]
+    small_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["simulate", "--trace", str(small_trace), "--json"]) == 0
+    # A proposal's [slo] is what the run is judged by: tenant-0's contract is stricter.
+    proposal = tmp_path / "slo.toml"
+    proposal.write_text('[[slo.tenants]]\ntenant = "tenant-0"\nttft_s = 0.2\n')
+    assert main(["simulate", "--trace", str(small_trace), "--policy", str(proposal), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     configs = {row["config"]: row for row in payload["configs"]}
     assert set(configs) == {
         "static-1", "static-2", "static-3", "static-4",
         "ray-serve", "target-tracking", "policy-aws", "clairvoyant",
     }  # fmt: skip
-    keys = {"config", "p99_ttft_s", "p99_e2e_s", "sla_attainment", "gpu_hours", "cost_usd",
-            "scale_events", "reversals"}  # fmt: skip
+    keys = {"config", "p50_ttft_s", "p99_ttft_s", "p99_e2e_s", "slo_attainment",
+            "meets_slo", "budget_burn", "alarms", "gpu_hours", "cost_usd", "scale_events",
+            "reversals"}  # fmt: skip
     for row in configs.values():
         assert keys <= set(row)
         assert row["requests"] == 400
-        assert set(row["per_tenant"]) == {"tenant-0", "tenant-1", "tenant-2"}
+        tenants = row["per_tenant"]
+        assert set(tenants) == {"tenant-0", "tenant-1", "tenant-2"}
+        assert sum(t["requests"] for t in tenants.values()) == 400
+        assert sum(t["misses"] for t in tenants.values()) == row["misses"]
+        for tenant in tenants.values():
+            assert set(tenant["alarms"]) == {"fast", "slow"}
+            assert tenant["budget_burn"] == pytest.approx(
+                tenant["misses"] / tenant["requests"] / 0.01
+            )
+        # each tenant judged by its own targets
+        strict, default = tenants["tenant-0"], tenants["tenant-1"]
+        assert (strict["ttft_target_s"], strict["e2e_target_s"]) == (0.2, 65.0)
+        assert (default["ttft_target_s"], default["e2e_target_s"]) == (5.0, 65.0)
+    policy = configs["policy-aws"]["per_tenant"]
+    assert policy["tenant-0"]["slo_attainment"] < policy["tenant-1"]["slo_attainment"]
     assert configs["static-2"]["gpu_hours"] == pytest.approx(48.0)
-    assert payload["sla"] == {"ttft_s": 5.0, "e2e_s": 65.0, "percentile": 99.0}
+    slo = payload["slo"]
+    assert (slo["ttft_s"], slo["e2e_s"], slo["objective"], slo["error_budget"]) == (
+        5.0, 65.0, 0.99, 0.01,
+    )  # fmt: skip
+    assert slo["tenant_targets"] == {"tenant-0": {"ttft_s": 0.2, "e2e_s": 65.0}}
+    assert slo["burn_rate_windows"]["fast"]["burn_rate"] == pytest.approx(13.44)
 
 
 def test_simulate_table_and_plot(
@@ -67,7 +90,9 @@ def test_simulate_table_and_plot(
     plot = tmp_path / "day.png"
     assert main(["simulate", "--trace", str(small_trace), "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
-    assert "SLA: p99 TTFT <= 5 s and p99 end-to-end <= 65 s" in out
+    assert "SLO: 99.00% of requests within TTFT 5 s and end-to-end 65 s over 28 days" in out
+    assert "fast (page) 1 h and 5 min at >= 13.44x the budget's rate" in out
+    assert "SLO per tenant" in out
     assert "policy-aws gpu hours vs clairvoyant" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot.stat().st_size > 20_000
@@ -84,10 +109,14 @@ def test_simulate_reports_sheds_and_queue_waits_of_a_burst_one_instance_cannot_h
     configs = {row["config"]: row for row in json.loads(capsys.readouterr().out)["configs"]}
     one, four = configs["static-1"], configs["static-4"]
     # THEN static-1 refuses attempts, and clients that still fail after their retries are
-    # shed requests, counted against the SLA; four instances shed fewer
+    # shed requests, counted against the SLO; four instances shed fewer
     assert one["refused_503_before_retries"] > one["shed_requests"] > four["shed_requests"]
     assert one["shed_share"] == pytest.approx(one["shed_requests"] / 200)
-    assert one["sla_attainment"] <= 1 - one["shed_share"]
+    assert one["slo_attainment"] <= 1 - one["shed_share"]
+    assert one["misses"] >= one["shed_requests"]
+    # and a burst that misses for most of 200 requests pages and tickets once: both
+    # windows hold more than `min_requests` (20) requests, far above either threshold
+    assert one["alarms"]["fast"]["firings"] == one["alarms"]["slow"]["firings"] == 1
     assert one["queue_wait_p99_s"] > four["queue_wait_p99_s"]
     assert main(["simulate", "--trace", str(burst)]) == 0
     out = capsys.readouterr().out
@@ -102,7 +131,8 @@ def test_simulate_reports_sheds_and_queue_waits_of_a_burst_one_instance_cannot_h
         (["--days", "2"], "--days and --start shape generated traffic"),
         (["--plot", "out.txt"], "--plot needs a .png file name"),
         (["--seed", "-1"], "must be >= 0"),
-        (["--ttft-sla", "0"], "must be a finite number > 0"),
+        (["--ttft-target", "0"], "must be a finite number > 0"),
+        (["--ttft-target", "70"], "ttft_s: cannot exceed e2e_s (65), got 70"),
     ],
 )
 def test_bad_flags_are_one_line(
@@ -145,7 +175,7 @@ def test_check_json_reports_each_finding(capsys: pytest.CaptureFixture[str]) -> 
     payload = json.loads(capsys.readouterr().out)
     assert status == 0
     assert payload["passed"] is True
-    assert [f["check"] for f in payload["findings"]] == ["sla", "oscillation", "cost"]
+    assert [f["check"] for f in payload["findings"]] == ["slo", "oscillation", "cost"]
     assert "(margin 5%)" in payload["findings"][2]["detail"]
     run = payload["runs"]["proposed"]
     assert run["shed_requests"] == 0  # the default policy on an ordinary day
@@ -201,6 +231,6 @@ def test_check_fails_a_costlier_policy_and_passes_it_against_itself(
     out = capsys.readouterr().out
     assert "FAIL cost:" in out
     assert "over the reference's" in out
-    assert "PASS sla:" in out
+    assert "PASS slo:" in out
     assert main(["check", "--policy", str(costly), "--against", str(costly), *window]) == 0
     assert "PASS cost: " in capsys.readouterr().out

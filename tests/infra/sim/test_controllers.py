@@ -88,6 +88,6 @@ def test_clairvoyant_has_capacity_serving_before_the_step(step_outcome: Outcome)
     assert first_capacity_after_step(run, step_time(step_outcome)) <= 0
     clairvoyant = step_outcome.report("clairvoyant")
     policy = step_outcome.report(POLICY_CONFIG)
-    assert clairvoyant.latency.sla_attainment >= policy.latency.sla_attainment
+    assert clairvoyant.latency.slo_attainment >= policy.latency.slo_attainment
     assert clairvoyant.gpu_hours < step_outcome.report("static-4").gpu_hours
     assert not math.isinf(clairvoyant.latency.p99_ttft_s)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
+from infra.policy.slo import Slo, TenantSlo
 from infra.sim.engine import Timeline
 from infra.sim.metrics import count_reversals, latency_summary, scale_out_episodes
-from infra.sim.sla import Sla
 
 
 def test_a_reversal_is_an_opposite_scale_event_within_ten_minutes() -> None:
@@ -56,7 +57,19 @@ def test_burst_to_capacity_runs_from_demand_above_target_to_the_added_instance_s
 
 def test_failed_requests_make_the_percentile_infinite_not_nan() -> None:
     ttft = np.array([0.5] * 98 + [math.inf] * 2)
-    summary = latency_summary(ttft, ttft * 10, Sla())
+    summary = latency_summary(ttft, ttft * 10, Slo())
     assert summary.p99_ttft_s == math.inf
-    assert summary.sla_attainment == 0.98
-    assert not summary.meets_sla
+    assert summary.slo_attainment == 0.98
+    assert summary.misses == 2
+    assert not summary.meets_slo
+    # 2 % missing is twice the 1 % budget's even rate.
+    assert summary.budget_burn == pytest.approx(2.0)
+
+
+def test_a_tenant_is_judged_against_its_own_targets() -> None:
+    ttft = np.array([0.5] * 90 + [2.0] * 10)
+    slo = Slo(tenants=(TenantSlo("strict", ttft_s=1.0, e2e_s=30.0),))
+    default = latency_summary(ttft, ttft * 10, slo)
+    strict = latency_summary(ttft, ttft * 10, slo, "strict")
+    assert (default.slo_attainment, default.ttft_target_s) == (1.0, 5.0)
+    assert (strict.slo_attainment, strict.ttft_target_s, strict.e2e_target_s) == (0.9, 1.0, 30.0)
