@@ -43,6 +43,8 @@ def dimension_label(dimension: str, suffix: str = "") -> str:
     a string as its own interpolation (`$${` is its escape for a literal `${`).
     """
     return f"$${{PROP('Dim.{dimension}')}}{suffix}"
+
+
 Widget = dict[str, object]
 Line = list[object]
 
@@ -381,4 +383,3 @@ def _load_balancer_and_hosts(props: DashboardProps) -> list[Widget]:
             },
         },
     ]
-
