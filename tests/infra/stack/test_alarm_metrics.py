@@ -57,7 +57,7 @@ AWS_METRICS: dict[tuple[str, str], set[frozenset[str]]] = {
 GROUP_METRICS_NAMESPACE = "AWS/AutoScaling"
 GROUP_ONLY = frozenset({GROUP_DIMENSION})
 # The gateway's CloudWatch publisher: per instance, with the group as the only dimension.
-PUBLISHED = dict.fromkeys((DEMAND_METRIC, QUEUE_DEPTH_METRIC, SHED_METRIC), {GROUP_ONLY})
+PUBLISHED = {name: {GROUP_ONLY} for name in (DEMAND_METRIC, QUEUE_DEPTH_METRIC, SHED_METRIC)}
 # The gateway's access line (embedded metric format): each metric for each dimension set.
 REQUEST_METRICS = (
     REQUEST_TTFT_METRIC,
@@ -159,7 +159,7 @@ def unemitted(document: Stack, read: list[Read]) -> list[tuple[Read, str]]:
     wrong: list[tuple[Read, str]] = []
     for metric in read:
         if metric.namespace == settings.cloudwatch_namespace:
-            emitted = {**PUBLISHED, **EMF, **dict.fromkeys(agent_names, {GROUP_ONLY})}
+            emitted = {**PUBLISHED, **EMF, **{name: {GROUP_ONLY} for name in agent_names}}
             if metric.metric not in emitted:
                 wrong.append((metric, "no such metric in the stack's namespace"))
             elif metric.dimensions not in emitted[metric.metric]:
