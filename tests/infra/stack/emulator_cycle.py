@@ -143,6 +143,12 @@ def override(
         resources.setdefault("aws_launch_template", {})[name] = {
             "lifecycle": {"ignore_changes": ["tag_specifications"]}
         }
+    # moto ignores a log group's class and reads none back: every plan would replace the
+    # groups (the class forces a new one), and the instance role's policy naming them.
+    for name in stack["resource"].get("aws_cloudwatch_log_group", {}):
+        resources.setdefault("aws_cloudwatch_log_group", {})[name] = {
+            "lifecycle": {"ignore_changes": ["log_group_class"]}
+        }
     for name, group in stack["resource"].get("aws_autoscaling_group", {}).items():
         own = group.get("lifecycle", {}).get("ignore_changes", [])
         resources.setdefault("aws_autoscaling_group", {})[name] = {
