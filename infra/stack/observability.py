@@ -72,9 +72,10 @@ LOG_GROUPS = (f"{LOG_GROUP_PREFIX}/gateway", f"{LOG_GROUP_PREFIX}/vllm")
 # CloudWatch Logs extracts embedded-metric-format metrics (the gateway's per-request
 # metrics) only in the Standard class: "The Standard log class supports all CloudWatch Logs
 # features. The Infrequent Access log class supports a subset" (CreateLogGroup,
-# logGroupClass), and the "Log classes" page lists embedded metric format among the
-# features Infrequent Access lacks. The class cannot change after creation, so it is set
-# here rather than left to the default.
+# logGroupClass; the feature table is the CloudWatch Logs guide's "Log classes" page), and
+# AWS introduced Infrequent Access for logs that need no "Live Tail, metric extraction,
+# alarms, or data protection". The class "can't be changed after a log group is created",
+# so it is written here rather than left to the default.
 LOG_GROUP_CLASS = "STANDARD"
 
 
