@@ -117,6 +117,9 @@ class MarketCalendar(Construct):
             "logs",
             name=f"/aws/lambda/{function_name}",
             retention_in_days=props.log_retention_days,
+            # Powertools' metrics are embedded metric format: Standard class only (see
+            # observability.LOG_GROUP_CLASS).
+            log_group_class="STANDARD",
         )
         queue = SqsQueue(
             self,

@@ -1,8 +1,12 @@
-"""What people see: the dashboard, the paging alarms and their SNS topic, the log groups.
+"""What people see: the alarms and their SNS topics (pages, tickets), the dashboard, the
+log groups.
 
-This construct's alarm names are listed once in `ALARMS`; the three scaling alarms are named
-here too, though their action is a scaling policy. `ALL_ALARMS` adds the calendar function's
-two: it is every alarm the stack deploys (the runbook has one entry per name).
+This construct's metric alarms are listed once in `ALARMS`; the three scaling alarms are
+named here too, though their action is a scaling policy. The SLO's burn-rate alarms
+(`slo_alarms.py`) add one composite per window (`SLO_ALARMS`), per tenant the SLO names
+too, each over two inputs without actions. `ALL_ALARMS` adds the calendar function's two:
+every alarm name with a runbook entry (a tenant's burn-rate alarm shares the fleet-wide
+one's entry; the inputs are described in it).
 """
 
 from __future__ import annotations
@@ -24,24 +28,27 @@ from cdktn_provider_aws.sns_topic import SnsTopic
 from cdktn_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
-from contract import SHED_METRIC
 from infra.policy.aws_rules import (
     DEMAND_METRIC,
     GROUP_DIMENSION,
     GROUP_METRICS_NAMESPACE,
-    QUEUE_DEPTH_METRIC,
     ScalingRules,
 )
+from infra.policy.slo import Slo
+from infra.stack.dashboard import ALB_NAMESPACE, DashboardProps, dashboard_body
 from infra.stack.fleet import LOG_GROUP_PREFIX
 from infra.stack.market_calendar import CALENDAR_ALARMS
 from infra.stack.scaling import rule_alarm_config
+from infra.stack.slo_alarms import SLO_ALARMS, SloAlarms, SloAlarmsProps
 
 # Alarm names, without the fleet's name in front (see `alarm_name`).
 SCALE_OUT_ALARM = "demand-high"
 SCALE_IN_ALARM = "demand-low"
 QUEUE_DEPTH_ALARM = "queue-depth-high"
 METRIC_MISSING_ALARM = "scaling-metric-missing"
-LATENCY_ALARM = "p99-latency-over-sla"
+# The ALB's p99 TargetResponseTime: time to the response headers, which for a stream comes
+# before its first token. The SLO's burn-rate alarms judge what tenants feel.
+ALB_RESPONSE_TIME_ALARM = "alb-p99-response-time-high"
 ERROR_RATE_ALARM = "5xx-rate-high"
 UNHEALTHY_HOST_ALARM = "unhealthy-host"
 NO_HEALTHY_HOST_ALARM = "no-healthy-hosts"
@@ -49,22 +56,31 @@ SATURATED_ALARM = "at-max-capacity-queue-high"
 SCALING_ALARMS = (SCALE_OUT_ALARM, SCALE_IN_ALARM, QUEUE_DEPTH_ALARM)
 PAGING_ALARMS = (
     METRIC_MISSING_ALARM,
-    LATENCY_ALARM,
+    ALB_RESPONSE_TIME_ALARM,
     ERROR_RATE_ALARM,
     UNHEALTHY_HOST_ALARM,
     NO_HEALTHY_HOST_ALARM,
     SATURATED_ALARM,
 )
+# This construct's metric alarms with actions.
 ALARMS = SCALING_ALARMS + PAGING_ALARMS
-# Every alarm of a stack with the calendar function (the default); without it, `ALARMS`.
-ALL_ALARMS = ALARMS + CALENDAR_ALARMS
+# Every runbook entry of a stack with the calendar function (the default); without it,
+# `ALARMS + SLO_ALARMS`.
+ALL_ALARMS = ALARMS + SLO_ALARMS + CALENDAR_ALARMS
 
 LOG_GROUPS = (f"{LOG_GROUP_PREFIX}/gateway", f"{LOG_GROUP_PREFIX}/vllm")
-ALB_NAMESPACE = "AWS/ApplicationELB"
+# CloudWatch Logs extracts embedded-metric-format metrics (the gateway's per-request
+# metrics) only in the Standard class: "The Standard log class supports all CloudWatch Logs
+# features. The Infrequent Access log class supports a subset" (CreateLogGroup,
+# logGroupClass; the feature table is the CloudWatch Logs guide's "Log classes" page), and
+# AWS introduced Infrequent Access for logs that need no "Live Tail, metric extraction,
+# alarms, or data protection". The class "can't be changed after a log group is created",
+# so it is written here rather than left to the default.
+LOG_GROUP_CLASS = "STANDARD"
 
 
 def alarm_name(fleet_name: str, alarm: str) -> str:
-    """The deployed name of an alarm: `finsight-serving-prod-p99-latency-over-sla`."""
+    """The deployed name of an alarm: `finsight-serving-prod-alb-p99-response-time-high`."""
     return f"{fleet_name}-{alarm}"
 
 
@@ -78,18 +94,22 @@ class ObservabilityProps:
     load_balancer_arn_suffix: str
     target_group_arn_suffix: str
     rules: ScalingRules
-    latency_sla_p99_s: float
+    slo: Slo
+    alb_response_time_p99_s: float
     error_rate_5xx_percent: float
     alarm_email: str | None
+    ticket_email: str | None
     log_retention_days: int
 
 
 def alarm_topic_key_policy(props: ObservabilityProps) -> dict[str, Any]:
-    """The alarm topic key's policy: the account administers it; only this stack's alarms
-    (every alarm the stack deploys is named `<fleet>-...`) may use it to publish.
+    """The alarm topics' key policy: the account administers it; only this stack's alarms
+    (every alarm the stack deploys, metric or composite, is named `<fleet>-...`, and both
+    kinds have the ARN `arn:aws:cloudwatch:<region>:<account>:alarm:<name>`) may use it to
+    publish.
 
-    CloudWatch alarms are the topic's only publishers (the calendar function's failures reach
-    it through its own alarms, not by publishing).
+    CloudWatch alarms are the topics' only publishers (the calendar function's failures reach
+    the page topic through its own alarms, not by publishing).
     """
     return {
         "Version": "2012-10-17",
@@ -123,10 +143,13 @@ def alarm_topic_key_policy(props: ObservabilityProps) -> dict[str, Any]:
 
 
 class Observability(Construct):
-    alarm_topic_arn: str
+    alarm_topic_arn: str  # pages
+    ticket_topic_arn: str  # tickets: the slow burn-rate alarms
     alarm_topic_key_arn: str
     dashboard_name: str
+    # Short name (`ALARMS`) -> deployed name, for this construct's metric alarms.
     alarm_names: dict[str, str]
+    slo_alarms: SloAlarms
 
     def __init__(self, scope: Construct, id_: str, props: ObservabilityProps) -> None:
         super().__init__(scope, id_)
@@ -138,6 +161,7 @@ class Observability(Construct):
                 group.rsplit("/", 1)[-1] + "-logs",
                 name=group,
                 retention_in_days=props.log_retention_days,
+                log_group_class=LOG_GROUP_CLASS,
             )
 
         # A key of our own: CloudWatch alarms cannot publish to a topic encrypted with the
@@ -145,7 +169,7 @@ class Observability(Construct):
         key = KmsKey(
             self,
             "alarm-topic-key",
-            description=f"{props.name}: encrypts the alarm topic",
+            description=f"{props.name}: encrypts the alarm and ticket topics",
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=json.dumps(alarm_topic_key_policy(props)),
@@ -172,12 +196,53 @@ class Observability(Construct):
                 protocol="email",
                 endpoint=props.alarm_email,
             )
+        # Tickets: a budget burning slowly is work for the day, not a page at night.
+        tickets = SnsTopic(
+            self,
+            "tickets",
+            name=f"{props.name}-tickets",
+            kms_master_key_id=key.arn,
+        )
+        self.ticket_topic_arn = tickets.arn
+        if props.ticket_email is not None:
+            SnsTopicSubscription(
+                self,
+                "ticket-email",
+                topic_arn=tickets.arn,
+                protocol="email",
+                endpoint=props.ticket_email,
+            )
         self._alarms()
+        self.slo_alarms = SloAlarms(
+            self,
+            "slo",
+            SloAlarmsProps(
+                name=props.name,
+                namespace=props.namespace,
+                autoscaling_group_name=props.autoscaling_group_name,
+                slo=props.slo,
+                page_topic_arn=self.alarm_topic_arn,
+                ticket_topic_arn=self.ticket_topic_arn,
+            ),
+        )
+        body = dashboard_body(
+            DashboardProps(
+                region=props.region,
+                namespace=props.namespace,
+                autoscaling_group_name=props.autoscaling_group_name,
+                load_balancer_arn_suffix=props.load_balancer_arn_suffix,
+                target_group_arn_suffix=props.target_group_arn_suffix,
+                rules=props.rules,
+                slo=props.slo,
+                alb_response_time_p99_s=props.alb_response_time_p99_s,
+                gateway_log_group=LOG_GROUPS[0],
+            )
+        )
         dashboard = CloudwatchDashboard(
             self,
             "dashboard",
             dashboard_name=props.name,
-            dashboard_body=json.dumps(self._dashboard()),
+            dashboard_body=json.dumps(body),
         )
         self.dashboard_name = dashboard.dashboard_name
 
@@ -208,8 +273,10 @@ class Observability(Construct):
             **rule_alarm_config(heartbeat, props.namespace, props.autoscaling_group_name),
         )
         self._page(
-            LATENCY_ALARM,
-            f"p99 target response time above the {props.latency_sla_p99_s:g} s SLA for 5 min",
+            ALB_RESPONSE_TIME_ALARM,
+            f"ALB p99 TargetResponseTime (to the response headers; a stream's first token "
+            f"comes later) above {props.alb_response_time_p99_s:g} s for 5 min: the targets "
+            "are slow to answer at all",
             namespace=ALB_NAMESPACE,
             metric_name="TargetResponseTime",
             dimensions=target_group,
@@ -217,7 +284,7 @@ class Observability(Construct):
             period=60,
             evaluation_periods=5,
             datapoints_to_alarm=5,
-            threshold=props.latency_sla_p99_s,
+            threshold=props.alb_response_time_p99_s,
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
         )
@@ -306,158 +373,6 @@ class Observability(Construct):
                 ),
             ],
         )
-
-    def _dashboard(self) -> dict[str, object]:
-        props = self._props
-        region = props.region
-        group = [GROUP_DIMENSION, props.autoscaling_group_name]
-        balancer = ["LoadBalancer", props.load_balancer_arn_suffix]
-        target_group = [*balancer, "TargetGroup", props.target_group_arn_suffix]
-        rules = props.rules
-
-        def graph(title: str, metrics: list[list[object]], **extra: object) -> dict[str, object]:
-            return {
-                "type": "metric",
-                "width": 12,
-                "height": 6,
-                "properties": {
-                    "title": title,
-                    "region": region,
-                    "view": "timeSeries",
-                    "metrics": metrics,
-                    **extra,
-                },
-            }
-
-        widgets = [
-            graph(
-                "Demand per instance vs target (the scaling signal)",
-                [[props.namespace, DEMAND_METRIC, *group, {"stat": "Average"}]],
-                period=rules.scale_out.alarm.period_s,
-                annotations={
-                    "horizontal": [
-                        {
-                            "label": "target (scale out above)",
-                            "value": rules.scale_out.alarm.threshold,
-                        },
-                        {"label": "scale in at or below", "value": rules.scale_in.alarm.threshold},
-                    ]
-                },
-            ),
-            graph(
-                "Queue depth per instance (sequences waiting)",
-                [
-                    [
-                        props.namespace,
-                        QUEUE_DEPTH_METRIC,
-                        *group,
-                        {"stat": "Average", "label": "per instance (the alarm's)"},
-                    ],
-                    [
-                        props.namespace,
-                        QUEUE_DEPTH_METRIC,
-                        *group,
-                        {"stat": "Maximum", "label": "worst instance"},
-                    ],
-                ],
-                period=rules.queue_depth.alarm.period_s,
-                annotations={
-                    "horizontal": [
-                        {
-                            "label": "scale out above",
-                            "value": rules.queue_depth.alarm.threshold,
-                        }
-                    ]
-                },
-            ),
-            graph(
-                "Requests shed by the gateways (503/429)",
-                [[props.namespace, SHED_METRIC, *group, {"stat": "Sum", "label": "fleet"}]],
-                period=60,
-            ),
-            graph(
-                "Instances: desired / in service / min / max",
-                [
-                    [GROUP_METRICS_NAMESPACE, name, *group, {"stat": "Maximum"}]
-                    for name in (
-                        "GroupDesiredCapacity",
-                        "GroupInServiceInstances",
-                        "GroupMinSize",
-                        "GroupMaxSize",
-                    )
-                ],
-                period=60,
-            ),
-            graph(
-                "ALB requests",
-                [[ALB_NAMESPACE, "RequestCount", *balancer, {"stat": "Sum"}]],
-                period=60,
-            ),
-            graph(
-                "Target response time p50 / p99",
-                [
-                    [ALB_NAMESPACE, "TargetResponseTime", *target_group, {"stat": "p50"}],
-                    [ALB_NAMESPACE, "TargetResponseTime", *target_group, {"stat": "p99"}],
-                ],
-                period=60,
-                annotations={
-                    "horizontal": [{"label": "p99 SLA", "value": props.latency_sla_p99_s}]
-                },
-            ),
-            graph(
-                "4xx / 5xx",
-                [
-                    [ALB_NAMESPACE, name, *balancer, {"stat": "Sum"}]
-                    for name in (
-                        "HTTPCode_Target_4XX_Count",
-                        "HTTPCode_Target_5XX_Count",
-                        "HTTPCode_ELB_5XX_Count",
-                    )
-                ],
-                period=60,
-            ),
-            graph(
-                "Healthy / unhealthy gateways",
-                [
-                    [ALB_NAMESPACE, "HealthyHostCount", *target_group, {"stat": "Minimum"}],
-                    [ALB_NAMESPACE, "UnHealthyHostCount", *target_group, {"stat": "Maximum"}],
-                ],
-                period=60,
-            ),
-            graph(
-                "GPU utilisation and memory (%)",
-                [
-                    [
-                        props.namespace,
-                        "nvidia_smi_utilization_gpu",
-                        *group,
-                        {"stat": "Average"},
-                    ],
-                    [
-                        props.namespace,
-                        "nvidia_smi_utilization_memory",
-                        *group,
-                        {"stat": "Average"},
-                    ],
-                ],
-                period=60,
-            ),
-            {
-                "type": "log",
-                "width": 12,
-                "height": 6,
-                "properties": {
-                    "title": "Requests per tenant per minute",
-                    "region": region,
-                    "view": "timeSeries",
-                    "query": (
-                        f"SOURCE '{LOG_GROUPS[0]}' | filter ispresent(tenant) "
-                        "| stats count(*) as requests by bin(1m), tenant"
-                    ),
-                },
-            },
-        ]
-        return {"widgets": widgets}
 
 
 def _metric(

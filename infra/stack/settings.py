@@ -10,6 +10,7 @@ refuses to deploy until they are set (`deploy_blockers`).
 from __future__ import annotations
 
 import functools
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,10 @@ REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$"
 # Named once: an environment class that changes a default redeclares the whole field.
 VPC_CIDR_PATTERN = r"^\d+\.\d+\.\d+\.\d+/(1[6-9]|2[0-4])$"
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$"
+# Settings renamed, by their old name: a deploy that still sets the old variable stops
+# (an environment variable nobody reads would silently keep the default).
+RENAMED_SETTINGS = {"latency_sla_p99_s": "alb_response_time_p99_s"}
 # CloudWatch Logs retention values (days) the API accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
 
@@ -114,9 +119,13 @@ class StackSettings(BaseSettings):
     longest_request_s: int = Field(300, ge=30, le=3600)
     deletion_protection: bool = True
 
-    # Observability
-    alarm_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
-    latency_sla_p99_s: float = Field(20.0, gt=0, le=600)
+    # Observability. Pages (the alarm topic) and tickets (the slow burn-rate alarms) go to
+    # these addresses when set.
+    alarm_email: str | None = Field(None, pattern=EMAIL_PATTERN)
+    ticket_email: str | None = Field(None, pattern=EMAIL_PATTERN)
+    # The ALB's p99 TargetResponseTime alarm: time to the response headers (for a stream,
+    # before its first token), not the SLO, which the burn-rate alarms judge.
+    alb_response_time_p99_s: float = Field(20.0, gt=0, le=600)
     error_rate_5xx_percent: float = Field(1.0, gt=0, le=100)
     log_retention_days: int = 30
 
@@ -126,6 +135,19 @@ class StackSettings(BaseSettings):
     # Terraform state: an S3 bucket with S3-native locking, or a local file otherwise.
     state_bucket: str | None = Field(None, pattern=BUCKET_PATTERN)
     state_key: str = Field("finsight-serving/terraform.tfstate", min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_renamed_variable(cls, data: object) -> object:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for old, new in RENAMED_SETTINGS.items():
+            variable = f"{prefix}{old}".upper()
+            if prefix and variable in os.environ:
+                raise ValueError(
+                    f"{new}: {variable} is no longer read; the setting was renamed, set "
+                    f"{f'{prefix}{new}'.upper()} instead"
+                )
+        return data
 
     @field_validator("root_volume_gb")
     @classmethod
@@ -277,5 +299,5 @@ def load_settings(environment: str, **overrides: object) -> StackSettings:
 
 def _field_in(message: str) -> str:
     """Cross-field checks start their message with the field they refuse."""
-    match = re.match(r"[a-z_]+", message)
+    match = re.match(r"[a-z][a-z0-9_]*", message)
     return match.group(0) if match else "settings"

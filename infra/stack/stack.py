@@ -49,7 +49,8 @@ class FleetStack(TerraformStack):
     schedule: Schedule
     observability: Observability
     market_calendar: MarketCalendar | None
-    # The deployed name of every alarm in this stack.
+    # The deployed name of every alarm in this stack: metric alarms, the burn-rate composites
+    # and their inputs.
     alarm_names: tuple[str, ...]
 
     def __init__(
@@ -178,9 +179,11 @@ class FleetStack(TerraformStack):
                 load_balancer_arn_suffix=self.load_balancer.arn_suffix,
                 target_group_arn_suffix=self.load_balancer.target_group_arn_suffix,
                 rules=self.rules,
-                latency_sla_p99_s=settings.latency_sla_p99_s,
+                slo=policy.slo,
+                alb_response_time_p99_s=settings.alb_response_time_p99_s,
                 error_rate_5xx_percent=settings.error_rate_5xx_percent,
                 alarm_email=settings.alarm_email,
+                ticket_email=settings.ticket_email,
                 log_retention_days=settings.log_retention_days,
             ),
         )
@@ -218,8 +221,12 @@ class FleetStack(TerraformStack):
                     metrics_namespace=settings.cloudwatch_namespace,
                 ),
             )
-        self.alarm_names = tuple(self.observability.alarm_names.values()) + (
-            tuple(self.market_calendar.alarm_names.values()) if self.market_calendar else ()
+        slo_alarms = self.observability.slo_alarms.composites
+        self.alarm_names = (
+            tuple(self.observability.alarm_names.values())
+            + tuple(slo_alarms)
+            + tuple(name for inputs in slo_alarms.values() for name in inputs)
+            + (tuple(self.market_calendar.alarm_names.values()) if self.market_calendar else ())
         )
         api_host = self.load_balancer.dns_name
         if settings.api_domain is not None and settings.hosted_zone_id is not None:
@@ -239,4 +246,5 @@ class FleetStack(TerraformStack):
         TerraformOutput(self, "api_dns_name", value=self.load_balancer.dns_name)
         TerraformOutput(self, "autoscaling_group_name", value=group_name)
         TerraformOutput(self, "alarm_topic_arn", value=self.observability.alarm_topic_arn)
+        TerraformOutput(self, "ticket_topic_arn", value=self.observability.ticket_topic_arn)
         TerraformOutput(self, "dashboard_name", value=self.observability.dashboard_name)

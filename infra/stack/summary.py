@@ -36,8 +36,16 @@ def summarize(stack_file: Path) -> list[str]:
     for alarm in sorted(
         resources.get("aws_cloudwatch_metric_alarm", {}).values(), key=lambda a: a["alarm_name"]
     ):
-        window = alarm.get("period", 60) * alarm["evaluation_periods"]
+        # A metric-math alarm's period is its metrics' (they share one).
+        queried = [q["metric"]["period"] for q in alarm.get("metric_query", []) if "metric" in q]
+        period = alarm.get("period", queried[0] if queried else 60)
+        window = period * alarm["evaluation_periods"]
         lines.append(f"  alarm     {alarm['alarm_name']:<52} {window:>5} s window")
+    for composite in sorted(
+        resources.get("aws_cloudwatch_composite_alarm", {}).values(),
+        key=lambda a: a["alarm_name"],
+    ):
+        lines.append(f"  alarm     {composite['alarm_name']:<52} {composite['alarm_rule']}")
     # Preconditions the plan stops on: the settings a deploy of this stack still needs.
     for check in resources.get("terraform_data", {}).values():
         for precondition in check.get("lifecycle", {}).get("precondition", []):

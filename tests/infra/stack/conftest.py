@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,8 @@ import pytest
 from cdktn import App
 
 from infra.main import TARGET_VERSIONS, build_app
+from infra.policy import FLEET_POLICY, FleetPolicy
+from infra.policy.slo import Slo, TenantSlo
 from infra.stack.settings import StackSettings, load_settings
 from infra.stack.stack import FleetStack
 
@@ -42,6 +44,21 @@ NAMED_SETTINGS: dict[str, object] = {
     "api_domain": "api.finsight.example.com",
     "hosted_zone_id": "Z0123456789ABCDEFGHIJ",
 }
+
+
+# The SLO naming tenants: one with targets of its own, one with the default's, and one with
+# the longest id the gateway accepts (the longest alarm names).
+LONGEST_TENANT = "t" * 63
+TENANT_POLICY = replace(
+    FLEET_POLICY,
+    slo=Slo(
+        tenants=(
+            TenantSlo("acme", ttft_s=3, e2e_s=40),
+            TenantSlo("globex"),
+            TenantSlo(LONGEST_TENANT),
+        )
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -98,11 +115,13 @@ def fixed_image(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return document
 
 
-def synth_stacks(outdir: Path, *settings: StackSettings) -> dict[str, dict[str, Any]]:
+def synth_stacks(
+    outdir: Path, *settings: StackSettings, policy: FleetPolicy = FLEET_POLICY
+) -> dict[str, dict[str, Any]]:
     """One app with a stack per settings object; each stack's JSON by environment."""
     app = App(outdir=str(outdir), context={"targetVersions": TARGET_VERSIONS})
     for one_settings in settings:
-        FleetStack(app, one_settings)
+        FleetStack(app, one_settings, policy)
     app.synth()
     return {
         one_settings.environment: json.loads(
@@ -141,6 +160,13 @@ def named(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The prod stack with an API domain in a hosted zone and no certificate ARN."""
     outdir = tmp_path_factory.mktemp("named")
     return synth_stacks(outdir, load_settings("prod", **NAMED_SETTINGS))["prod"]
+
+
+@pytest.fixture(scope="session")
+def tenants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The prod stack with an SLO naming three tenants (`TENANT_POLICY`)."""
+    outdir = tmp_path_factory.mktemp("tenants")
+    return synth_stacks(outdir, load_settings("prod"), policy=TENANT_POLICY)["prod"]
 
 
 # The emulator cycle of this session, when its tests were collected.

@@ -18,7 +18,7 @@ from pathlib import Path
 from infra.policy import FLEET_POLICY
 from infra.stack.settings import load_settings
 
-from .conftest import DEPLOY_SETTINGS, REPO, synth_stacks
+from .conftest import DEPLOY_SETTINGS, REPO, TENANT_POLICY, synth_stacks
 from .test_terraform import terraform_env
 
 CYCLE = Path(__file__).with_name("emulator_cycle.py")
@@ -66,7 +66,8 @@ def start(workdir: Path) -> BackgroundCycle:
         # The cycle creates the zone and writes its real id into the records.
         "hosted_zone_id": "ZEMULATORPLACEHOLDER",
     }
-    synth_stacks(workdir / "synth", load_settings("dev", **overrides))
+    # With tenants in the SLO: their burn-rate alarms are applied too.
+    synth_stacks(workdir / "synth", load_settings("dev", **overrides), policy=TENANT_POLICY)
     dev_dir = workdir / "synth" / "stacks" / "finsight-serving-dev"
     report_path = workdir / "report.json"
     log_path = workdir / "cycle.log"

@@ -56,6 +56,19 @@ ENDPOINT_SERVICES = (
     "sts",
 )
 
+# moto_server with PutCompositeAlarm: moto 5.2 stores composite alarms (`AlarmRule`, read
+# back by DescribeAlarms as CompositeAlarms) but does not route the action; its
+# PutMetricAlarm handler reads every field PutCompositeAlarm sends, so it serves both. Kept
+# only while moto lacks the action of its own.
+MOTO_SERVER = """
+import sys
+from moto.cloudwatch.responses import CloudWatchResponse
+if not hasattr(CloudWatchResponse, "put_composite_alarm"):
+    CloudWatchResponse.put_composite_alarm = CloudWatchResponse.put_metric_alarm
+from moto.server import main
+main(sys.argv[1:])
+"""
+
 # Group attributes moto reads back differently after an update (see `override`).
 GROUP_READ_BACK_DRIFT = ("default_instance_warmup", "capacity_reservation_specification")
 
@@ -129,6 +142,12 @@ def override(
     for name in stack["resource"].get("aws_launch_template", {}):
         resources.setdefault("aws_launch_template", {})[name] = {
             "lifecycle": {"ignore_changes": ["tag_specifications"]}
+        }
+    # moto ignores a log group's class and reads none back: every plan would replace the
+    # groups (the class forces a new one), and the instance role's policy naming them.
+    for name in stack["resource"].get("aws_cloudwatch_log_group", {}):
+        resources.setdefault("aws_cloudwatch_log_group", {})[name] = {
+            "lifecycle": {"ignore_changes": ["log_group_class"]}
         }
     for name, group in stack["resource"].get("aws_autoscaling_group", {}).items():
         own = group.get("lifecycle", {}).get("ignore_changes", [])
@@ -208,7 +227,9 @@ def observe(
             "LifecycleHooks"
         ]
     ]
-    alarms = cloudwatch.describe_alarms()["MetricAlarms"]
+    described = cloudwatch.describe_alarms(AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+    alarms, composite_alarms = described["MetricAlarms"], described["CompositeAlarms"]
+    log_groups = client("logs").describe_log_groups()["logGroups"]
     target_groups = elbv2.describe_target_groups()["TargetGroups"]
     listeners = [
         listener
@@ -251,6 +272,12 @@ def observe(
                 "scheduled_actions": actions,
                 "lifecycle_hooks": hooks,
                 "alarms": alarms,
+                "composite_alarms": composite_alarms,
+                "log_groups": log_groups,
+                "dashboard_bodies": [
+                    cloudwatch.get_dashboard(DashboardName=d["DashboardName"])["DashboardBody"]
+                    for d in cloudwatch.list_dashboards()["DashboardEntries"]
+                ],
                 "target_groups": target_groups,
                 "listeners": listeners,
                 "rules": rules,
@@ -331,9 +358,8 @@ def main(stack_dir: Path, report_path: Path) -> int:
         "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
         "MOTO_ACM_VALIDATION_WAIT": "0",
     }
-    moto_bin = Path(sys.executable).with_name("moto_server")
     server = subprocess.Popen(
-        [str(moto_bin), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-c", MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

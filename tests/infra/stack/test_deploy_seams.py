@@ -99,10 +99,12 @@ def launch_image_id(stack: Stack) -> str:
 def test_the_alarm_topic_key_is_ours_rotated_and_grants_only_this_stacks_alarms(
     stack: Stack,
 ) -> None:
-    _, topic = one(stack, "aws_sns_topic")
+    topics = resources(stack, "aws_sns_topic")
+    assert len(topics) == 2  # pages and tickets
     assert "alias/aws/sns" not in json.dumps(stack)
     key_name, key = one(stack, "aws_kms_key")
-    assert topic["kms_master_key_id"] == ref("aws_kms_key", key_name, "arn")
+    for topic in topics.values():
+        assert topic["kms_master_key_id"] == ref("aws_kms_key", key_name, "arn")
     assert key["enable_key_rotation"] is True
     statements = {s["Sid"]: s for s in json.loads(key["policy"])["Statement"]}
     account = "${data.aws_caller_identity.account.account_id}"
@@ -117,13 +119,23 @@ def test_the_alarm_topic_key_is_ours_rotated_and_grants_only_this_stacks_alarms(
         "StringEquals": {"aws:SourceAccount": account},
         "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:us-east-1:{account}:alarm:{name}-*"},
     }
-    # Every alarm that notifies the topic falls under that pattern; none publishes otherwise.
-    topic_ref = ref("aws_sns_topic", one(stack, "aws_sns_topic")[0], "arn")
-    for alarm in resources(stack, "aws_cloudwatch_metric_alarm").values():
-        if topic_ref in alarm.get("alarm_actions", []) + alarm.get("ok_actions", []):
-            assert alarm["alarm_name"].startswith(f"{name}-")
-    assert topic_ref not in json.dumps(resources(stack, "aws_lambda_function"))
-    assert topic_ref not in json.dumps(resources(stack, "aws_scheduler_schedule"))
+    # Every alarm that notifies a topic, metric or composite, falls under that pattern; none
+    # publishes otherwise.
+    alarms = [
+        *resources(stack, "aws_cloudwatch_metric_alarm").values(),
+        *resources(stack, "aws_cloudwatch_composite_alarm").values(),
+    ]
+    for topic_name in topics:
+        topic_ref = ref("aws_sns_topic", topic_name, "arn")
+        notifying = [
+            alarm
+            for alarm in alarms
+            if topic_ref in alarm.get("alarm_actions", []) + alarm.get("ok_actions", [])
+        ]
+        assert notifying, topic_name
+        assert all(alarm["alarm_name"].startswith(f"{name}-") for alarm in notifying)
+        assert topic_ref not in json.dumps(resources(stack, "aws_lambda_function"))
+        assert topic_ref not in json.dumps(resources(stack, "aws_scheduler_schedule"))
 
 
 # --- 6. no example value deploys ---------------------------------------------------------

@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 
 from infra.policy import FLEET_POLICY, cold_start
+from infra.policy.slo import Severity
 from infra.stack.fleet import MODEL_FETCH_ALLOWANCE_S
-from infra.stack.observability import ALL_ALARMS, alarm_name
+from infra.stack.market_calendar import CALENDAR_ALARMS
+from infra.stack.observability import ALARMS, alarm_name
 from infra.stack.settings import load_settings
+from infra.stack.slo_alarms import burn_rate_alarms
 
-from .conftest import EMULATOR_CYCLE
+from .conftest import EMULATOR_CYCLE, TENANT_POLICY
 from .emulated import EMULATED_DOMAIN, EMULATED_SIZES, BackgroundCycle
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -147,7 +150,11 @@ def test_scheduled_actions_keep_their_time_zone(report: dict[str, Any]) -> None:
 
 def test_alarms_have_their_periods_and_real_actions(report: dict[str, Any]) -> None:
     alarms = {a["AlarmName"]: a for a in report["observed"]["alarms"]}
-    assert set(alarms) == {alarm_name("finsight-serving-dev", alarm) for alarm in ALL_ALARMS}
+    burn = burn_rate_alarms(TENANT_POLICY.slo)
+    inputs = [name for a in burn for name in (a.long_name, a.short_name)]
+    assert set(alarms) == {
+        alarm_name("finsight-serving-dev", alarm) for alarm in (*ALARMS, *CALENDAR_ALARMS, *inputs)
+    }
     out = alarms["finsight-serving-dev-demand-high"]
     assert (out["Period"], out["EvaluationPeriods"]) == (10, 3)
     scale_in = alarms["finsight-serving-dev-demand-low"]
@@ -186,11 +193,58 @@ def test_calendar_function_is_deployed(report: dict[str, Any]) -> None:
     assert any("calendar" in name for name in names), names
 
 
-def test_the_alarm_topic_is_encrypted_with_the_stacks_rotated_key(report: dict[str, Any]) -> None:
-    [topic] = report["observed"]["topic_attributes"]
-    # The topic's key is one the stack made (not an AWS-managed one moto lists as well).
+def test_the_burn_rate_composites_page_and_ticket_over_their_inputs(
+    report: dict[str, Any],
+) -> None:
+    # moto 5.2 lacks PutCompositeAlarm: the cycle's moto_server routes it to the handler that
+    # stores it (emulator_cycle.MOTO_SERVER); Terraform then creates, reads back and destroys
+    # the composites like any resource.
+    composites = {a["AlarmName"]: a for a in report["observed"]["composite_alarms"]}
+    metric = {a["AlarmName"] for a in report["observed"]["alarms"]}
+    topics = {t["TopicArn"].rsplit(":", 1)[1]: t["TopicArn"] for t in report["observed"]["topics"]}
+    fleet = "finsight-serving-dev"
+    burn = burn_rate_alarms(TENANT_POLICY.slo)
+    assert set(composites) == {alarm_name(fleet, alarm.name) for alarm in burn}
+    for alarm in burn:
+        composite = composites[alarm_name(fleet, alarm.name)]
+        long_name, short_name = (
+            alarm_name(fleet, alarm.long_name),
+            alarm_name(fleet, alarm.short_name),
+        )
+        assert composite["AlarmRule"] == f'ALARM("{long_name}") AND ALARM("{short_name}")'
+        assert {long_name, short_name} <= metric
+        topic = topics[
+            f"{fleet}-alarms" if alarm.window.severity is Severity.PAGE else f"{fleet}-tickets"
+        ]
+        assert composite["AlarmActions"] == composite["OKActions"] == [topic]
+
+
+def test_the_dashboard_arrives_with_its_dynamic_labels_and_the_groups_name(
+    report: dict[str, Any],
+) -> None:
+    [body] = report["observed"]["dashboard_bodies"]
+    [group] = report["observed"]["groups"]
+    # Terraform turned the stack's `$${` into CloudWatch's own `${` and filled in the group
+    assert "$${" not in body
+    lines = [
+        line[0]
+        for widget in json.loads(body)["widgets"]
+        for line in widget["properties"].get("metrics", [])
+        if isinstance(line[0], dict)
+    ]
+    assert "${PROP('Dim.tenant')} p99" in {line.get("label") for line in lines}
+    pinned = f'AutoScalingGroupName="{group["AutoScalingGroupName"]}"'
+    assert all(pinned in line["expression"] for line in lines if "SEARCH(" in line["expression"])
+
+
+def test_the_alarm_topics_are_encrypted_with_the_stacks_rotated_key(report: dict[str, Any]) -> None:
+    topics = report["observed"]["topic_attributes"]
+    assert len(topics) == 2  # pages and tickets
+    # Both topics' key is one the stack made (not an AWS-managed one moto lists as well).
     [key] = [
-        k for k in report["observed"]["keys"] if topic["KmsMasterKeyId"] in (k["KeyId"], k["Arn"])
+        k
+        for k in report["observed"]["keys"]
+        if {t["KmsMasterKeyId"] for t in topics} <= {k["KeyId"], k["Arn"]}
     ]
     assert key["Rotation"] is True
     statements = {s["Sid"]: s for s in json.loads(key["Policy"])["Statement"]}

@@ -28,7 +28,9 @@ def test_preflight_reads_what_the_stack_writes(synth: Synth, environment: str) -
     settings = settings_for_stack(stack)
 
     assert synth.stack_dir(environment).name == stack
-    assert only(document, "aws_sns_topic")["name"] == alarm_topic_name(stack)
+    # the page topic, whose e-mail subscription preflight checks (the other is for tickets)
+    topics = sorted(t["name"] for t in document["resource"]["aws_sns_topic"].values())
+    assert topics == [alarm_topic_name(stack), f"{stack}-tickets"]
     (root,) = only(document, "aws_launch_template")["block_device_mappings"]
     assert (root["device_name"], root["ebs"]["volume_size"]) == (
         ROOT_DEVICE_NAME,

@@ -35,6 +35,30 @@ def test_environment_variables_override_one_environment_only(
     assert load_settings("dev").instance_type == "g5.xlarge"
 
 
+def test_the_alb_alarm_setting_and_the_ticket_address_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FINSIGHT_PROD_ALB_RESPONSE_TIME_P99_S", "15")
+    monkeypatch.setenv("FINSIGHT_PROD_TICKET_EMAIL", "tickets@finsight.example")
+    prod = load_settings("prod")
+    assert (prod.alb_response_time_p99_s, prod.ticket_email) == (15, "tickets@finsight.example")
+    assert load_settings("dev").ticket_email is None
+
+
+def test_the_renamed_variable_stops_synth_naming_the_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a deploy environment that still sets the ALB alarm's old variable
+    monkeypatch.setenv("FINSIGHT_PROD_LATENCY_SLA_P99_S", "15")
+    # THEN prod refuses it (not silently back to the default), and dev is not concerned
+    with pytest.raises(PolicyError) as refused:
+        load_settings("prod")
+    assert refused.value.field == "prod.alb_response_time_p99_s"
+    assert "FINSIGHT_PROD_ALB_RESPONSE_TIME_P99_S" in str(refused.value)
+    assert "FINSIGHT_PROD_LATENCY_SLA_P99_S" in str(refused.value)
+    assert load_settings("dev").alb_response_time_p99_s == 20
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
@@ -62,6 +86,11 @@ def test_environment_variables_override_one_environment_only(
         ({"market_hours_min_replicas": 0, "min_replicas": 1}, "market_hours_min_replicas"),
         ({"api_domain": "api.finsight.example.com"}, "api_domain"),
         ({"alarm_email": "nobody"}, "alarm_email"),
+        ({"ticket_email": "nobody"}, "ticket_email"),
+        ({"alb_response_time_p99_s": 0}, "alb_response_time_p99_s"),
+        ({"alb_response_time_p99_s": 601}, "alb_response_time_p99_s"),
+        # The setting's old name is no setting at all.
+        ({"latency_sla_p99_s": 15}, "latency_sla_p99_s"),
         ({"log_retention_days": 8}, "log_retention_days"),
         ({"longest_request_s": 5}, "longest_request_s"),
         ({"image_id": "ami-0123456789abcdef0"}, "image_ssm_parameter"),

@@ -18,6 +18,7 @@ from infra.stack.market_calendar import CALENDAR_ALARMS
 from infra.stack.observability import (
     ALARMS,
     ALL_ALARMS,
+    LOG_GROUP_CLASS,
     PAGING_ALARMS,
     QUEUE_DEPTH_ALARM,
     SCALE_IN_ALARM,
@@ -28,6 +29,7 @@ from infra.stack.observability import (
 )
 from infra.stack.schedule import CLOSE_ACTION, PREWARM_ACTION
 from infra.stack.settings import load_settings
+from infra.stack.slo_alarms import SLO_ALARMS, burn_rate_alarms
 from infra.stack.stack import AWS_PROVIDER_VERSION
 
 from .conftest import DEPLOY_SETTINGS, FIXED_IMAGE, Synth
@@ -291,7 +293,9 @@ def test_a_fixed_ami_id_goes_into_the_template_as_it_is(fixed_image: Stack) -> N
     deployed = {
         b["alarm_name"] for b in resources(fixed_image, "aws_cloudwatch_metric_alarm").values()
     }
-    assert deployed == {alarm_name("finsight-serving-dev", alarm) for alarm in ALARMS}
+    burn = burn_rate_alarms(FLEET_POLICY.slo)
+    inputs = {name for a in burn for name in (a.long_name, a.short_name)}
+    assert deployed == {alarm_name("finsight-serving-dev", alarm) for alarm in (*ALARMS, *inputs)}
 
 
 def test_launch_template_requires_imdsv2_and_encrypts_the_root_volume(stack: Stack) -> None:
@@ -334,6 +338,10 @@ def test_user_data_writes_the_gateway_contract_and_no_secret(
         "GATEWAY_TENANT_MAX_QUEUED_SEQUENCES": str(FLEET_POLICY.queue.tenant_max_queued),
         "GATEWAY_MAX_QUEUE_WAIT_S": f"{FLEET_POLICY.queue.max_queue_wait_s:g}",
         "GATEWAY_CLOUDWATCH_INTERVAL_S": str(FLEET_POLICY.default.metric_period_s),
+        # The SLO's targets, which each access line's slo_miss judges a request by.
+        "GATEWAY_SLO_TTFT_S": f"{FLEET_POLICY.slo.ttft_s:g}",
+        "GATEWAY_SLO_E2E_S": f"{FLEET_POLICY.slo.e2e_s:g}",
+        "GATEWAY_SLO_TENANT_TARGETS": "",
         # Outlasts the load balancer's idle timeout.
         "UVICORN_TIMEOUT_KEEP_ALIVE": str(settings.longest_request_s + 5),
     }
@@ -373,18 +381,39 @@ def test_instance_role_is_least_privilege(stack: Stack, deployable: dict[str, St
 def test_every_alarm_the_stack_deploys_is_in_the_one_list(stack: Stack, synth: Synth) -> None:
     environment = stack_environment(stack)
     name = f"finsight-serving-{environment}"
-    deployed = [b["alarm_name"] for b in resources(stack, "aws_cloudwatch_metric_alarm").values()]
+    metric = [b["alarm_name"] for b in resources(stack, "aws_cloudwatch_metric_alarm").values()]
+    composite = [
+        b["alarm_name"] for b in resources(stack, "aws_cloudwatch_composite_alarm").values()
+    ]
+    deployed = metric + composite
     assert len(deployed) == len(set(deployed))
-    assert set(deployed) == {alarm_name(name, alarm) for alarm in ALL_ALARMS}
+    # The deployed policy names no tenant: each burn-rate window once, fleet-wide.
+    burn = burn_rate_alarms(stack_policy(stack).slo)
+    assert {a.name for a in burn} == set(SLO_ALARMS)
+    inputs = {name for a in burn for name in (a.long_name, a.short_name)}
+    assert set(composite) == {alarm_name(name, alarm) for alarm in SLO_ALARMS}
+    assert set(metric) == {
+        alarm_name(name, alarm) for alarm in (*ALARMS, *CALENDAR_ALARMS, *inputs)
+    }
     assert set(deployed) == set(synth.stacks[environment].alarm_names)
-    assert len(set(ALL_ALARMS)) == len(ALL_ALARMS) == len(ALARMS) + len(CALENDAR_ALARMS)
+    assert len(set(ALL_ALARMS)) == len(ALL_ALARMS)
+    assert len(ALL_ALARMS) == len(ALARMS) + len(SLO_ALARMS) + len(CALENDAR_ALARMS)
 
 
 def test_every_alarm_action_is_a_real_policy_or_topic(stack: Stack) -> None:
-    alarms = resources(stack, "aws_cloudwatch_metric_alarm").values()
+    alarms = [
+        *resources(stack, "aws_cloudwatch_metric_alarm").values(),
+        *resources(stack, "aws_cloudwatch_composite_alarm").values(),
+    ]
+    # The burn-rate inputs act only through their composite (tests/.../test_slo_alarms.py).
+    inputs = {
+        name
+        for composite in resources(stack, "aws_cloudwatch_composite_alarm").values()
+        for name in re.findall(r'ALARM\("([^"]+)"\)', composite["alarm_rule"])
+    }
     for alarm in alarms:
         actions = alarm.get("alarm_actions", []) + alarm.get("ok_actions", [])
-        assert actions, alarm["alarm_name"]
+        assert bool(actions) != (alarm["alarm_name"] in inputs), alarm["alarm_name"]
         for action in actions:
             kind, _ = referenced(stack, action)
             assert kind in ("aws_autoscaling_policy", "aws_sns_topic"), alarm["alarm_name"]
@@ -509,15 +538,29 @@ def test_dashboard_tells_the_scaling_story(stack: Stack) -> None:
         "nvidia_smi_utilization_gpu",
         "nvidia_smi_utilization_memory",
         "by bin(1m), tenant",
+        "ttft_ms",
+        "duration_ms",
+        "queue_ms",
+        "slo_miss",
+        "requests_shed",
     ):
         assert needle in text, needle
+    # The scaling story first: demand, queue, capacity, sheds; then the SLO.
+    titles = [widget["properties"]["title"] for widget in body["widgets"]]
+    assert [t.split()[0].rstrip(":") for t in titles[:5]] == [
+        "Demand",
+        "Queue",
+        "Instances",
+        "Requests",
+        "TTFT",
+    ]
     # Every CloudWatch metric of ours is read from the stack's one namespace.
     settings = load_settings(stack_environment(stack))
     namespaces = {
         line[0]
         for widget in body["widgets"]
         for line in widget["properties"].get("metrics", [])
-        if not line[0].startswith("AWS/")
+        if isinstance(line[0], str) and not line[0].startswith("AWS/")
     }
     assert namespaces == {settings.cloudwatch_namespace}
     rules = compile_scaling_rules(stack_policy(stack))
@@ -538,3 +581,10 @@ def test_log_groups_keep_logs_for_the_environment_retention(stack: Stack) -> Non
     groups = {b["name"]: b for b in resources(stack, "aws_cloudwatch_log_group").values()}
     for name in ("/finsight-serving/gateway", "/finsight-serving/vllm"):
         assert groups[name]["retention_in_days"] == settings.log_retention_days
+    # The gateway's per-request metrics are embedded metric format in its log, and the
+    # calendar function's Powertools metrics in its own: CloudWatch Logs extracts them in
+    # the Standard class only, and a log group's class cannot change after creation.
+    assert LOG_GROUP_CLASS == "STANDARD"
+    assert {name: group.get("log_group_class") for name, group in groups.items()} == dict.fromkeys(
+        groups, "STANDARD"
+    )
