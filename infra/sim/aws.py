@@ -9,12 +9,7 @@ import random
 from dataclasses import dataclass
 
 from infra.policy import FleetPolicy, effective_schedule
-from infra.policy.cold_start import BOOT_TIMELINE
-
-# A Stopped warm-pool instance was initialised once: its volume is warm and the model is on
-# it, so provisioning is quicker and the weights load at their typical speed, never the
-# lazy-loading worst case of a volume freshly restored from a snapshot.
-WARM_POOL_PHASE_SCALE = {"ec2-start": 0.5, "weights-load": 0.6}
+from infra.policy.cold_start import boot_timeline
 
 
 @dataclass(frozen=True)
@@ -53,10 +48,9 @@ class BootTimes:
 
     def __init__(self, seed: int, warm_pool: bool) -> None:
         self._random = random.Random(seed)
-        scales = WARM_POOL_PHASE_SCALE if warm_pool else {}
+        # A warm-pool start reads its own timeline (infra/policy/cold_start.py), as the stack.
         self._phases = [
-            (phase.typical_s * scales.get(phase.name, 1), phase.worst_s * scales.get(phase.name, 1))
-            for phase in BOOT_TIMELINE
+            (phase.typical_s, phase.worst_s) for phase in boot_timeline(warm_pool=warm_pool)
         ]
 
     def draw(self) -> float:
