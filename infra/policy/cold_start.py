@@ -10,6 +10,7 @@ from the scale-out decision's launch to the load balancer's first healthy check.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -115,6 +116,20 @@ WARM_POOL_TIMELINE: tuple[BootPhase, ...] = (
     BAKED_EBS_TIMELINE[6],
 )
 
+# A Running warm pool keeps vLLM loaded on an instance that serves nothing: leaving the pool
+# is only registration and the load balancer's checks. Priced as a serving instance (EC2
+# bills a running instance by the second whatever it does), so it is dominated by one more
+# replica in the group's minimum, which serves traffic for the same price: not offered.
+WARM_POOL_RUNNING_TIMELINE: tuple[BootPhase, ...] = (
+    BootPhase(
+        "target-registration",
+        5,
+        15,
+        "Warmed:Running to InService, then RegisterTargets on the target group",
+    ),
+    BAKED_EBS_TIMELINE[6],
+)
+
 # The weight-loading phase of a fresh launch for each path (the rest of the timeline is
 # the same), compared in ami/README.md.
 WEIGHTS_LOAD_BY_PATH: dict[WeightPath, BootPhase] = {
@@ -160,6 +175,21 @@ def boot_timeline(
 
 def time_to_ready_s(worst: bool = False, timeline: tuple[BootPhase, ...] = BOOT_TIMELINE) -> float:
     return sum(phase.worst_s if worst else phase.typical_s for phase in timeline)
+
+
+def draw_time_to_ready_s(rng: random.Random, timeline: tuple[BootPhase, ...]) -> float:
+    """One boot: each phase triangular between 0.8 x typical, typical (the mode) and worst,
+    so most boots are near typical and a few approach the worst case (the simulator's law)."""
+    return sum(rng.triangular(0.8 * p.typical_s, p.worst_s, p.typical_s) for p in timeline)
+
+
+def time_to_ready_quantile_s(
+    quantile: float, timeline: tuple[BootPhase, ...] = BOOT_TIMELINE, draws: int = 20_000
+) -> float:
+    """The boot time that `quantile` of boots beat, under the simulator's law (seeded)."""
+    rng = random.Random(0)
+    samples = sorted(draw_time_to_ready_s(rng, timeline) for _ in range(draws))
+    return samples[min(draws - 1, int(quantile * draws))]
 
 
 def transfer_s(bytes_: float, rate_bps: float) -> float:

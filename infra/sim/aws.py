@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass
 
 from infra.policy import FleetPolicy, effective_schedule
-from infra.policy.cold_start import boot_timeline
+from infra.policy.cold_start import BootPhase, boot_timeline, draw_time_to_ready_s
 
 
 @dataclass(frozen=True)
@@ -40,28 +40,19 @@ class AwsMechanics:
 
 
 class BootTimes:
-    """Draws launch-to-serving times, phase by phase, from the cold-start timeline.
-
-    Each phase is triangular between 0.8 x typical, its typical value (the mode) and its
-    worst value, so most boots are near typical and a few approach the worst case.
-    """
+    """Draws launch-to-serving times, phase by phase, from the cold-start timeline."""
 
     def __init__(self, seed: int, warm_pool: bool) -> None:
         self._random = random.Random(seed)
         # A warm-pool start reads its own timeline (infra/policy/cold_start.py), as the stack.
-        self._phases = [
-            (phase.typical_s, phase.worst_s) for phase in boot_timeline(warm_pool=warm_pool)
-        ]
+        self._timeline: tuple[BootPhase, ...] = boot_timeline(warm_pool=warm_pool)
 
     def draw(self) -> float:
-        return sum(
-            self._random.triangular(0.8 * typical, worst, typical)
-            for typical, worst in self._phases
-        )
+        return draw_time_to_ready_s(self._random, self._timeline)
 
     @property
     def worst_s(self) -> float:
-        return sum(worst for _, worst in self._phases)
+        return sum(phase.worst_s for phase in self._timeline)
 
 
 class ScheduledMinimum:
