@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# At boot, before vllm.service (finsight-model-fetch.service runs it): when the stack's
-# /etc/finsight/vllm.env names VLLM_MODEL_LOCATION (s3://bucket/prefix/), point vLLM at those
-# weights; without it, do nothing: vLLM serves the weights baked into the image.
+# At boot, before vllm.service (finsight-model-fetch.service runs it): points vLLM at the
+# weights the stack's VLLM_MODEL_LOCATION names, streamed or copied. Installed as
+# /opt/finsight/bin/fetch-model.
+set -euo pipefail
+# With VLLM_MODEL_LOCATION (s3://bucket/prefix/) in the stack's /etc/finsight/vllm.env:
 #   VLLM_MODEL_LOAD=stream    vLLM streams the safetensors from S3 into GPU memory itself
 #                             (--load-format runai_streamer): nothing to copy here.
 #   VLLM_MODEL_LOAD=download  copy the prefix to the instance-store NVMe (formatted at each
 #                             boot: a stop wipes it), then vLLM loads from local disk.
-# Installed as /opt/finsight/bin/fetch-model.
-set -euo pipefail
+# Without it, nothing: vLLM serves the weights baked into the image.
 
 location="${VLLM_MODEL_LOCATION:-}"
 # A stack older than the setting wrote only the location: it meant a copy.

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# At every boot of a group with a warm pool (finsight-warm-pool-ready.service, with the
-# stack's /etc/finsight/warm-pool.env): completes the group's launch hook.
+# At every boot of a group with a warm pool (finsight-warm-pool-ready.service): completes the
+# group's launch hook, entering the pool only once the instance is prepared. Installed as
+# /opt/finsight/bin/warm-pool-ready.
+set -euo pipefail
+# The stack's /etc/finsight/warm-pool.env names the hook; without it, nothing.
 # - Launching into the warm pool (target state Warmed:*): EC2 Auto Scaling would stop the
 #   instance as soon as it runs, before anything is read. Wait until vLLM is healthy (the
 #   weights loaded once, the compile cache read, the CUDA graphs captured), read every file
@@ -9,8 +12,6 @@
 #   broken instance must not wait in the pool.
 # - Any other target (InService: a direct launch, or leaving the pool): CONTINUE at once,
 #   so that the load balancer registers the instance while vLLM is still starting.
-# Installed as /opt/finsight/bin/warm-pool-ready.
-set -euo pipefail
 
 hook="${FINSIGHT_LAUNCH_HOOK_NAME:-}"
 group="${FINSIGHT_AUTOSCALING_GROUP_NAME:-}"
