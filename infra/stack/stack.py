@@ -60,7 +60,10 @@ class FleetStack(TerraformStack):
         # The environment's replica settings on top of the shared policy (dev runs smaller).
         policy = settings.fleet_policy(policy)
         self.settings, self.policy = settings, policy
-        self.rules = compile_scaling_rules(policy)
+        # New instances count after a typical boot on this environment's weight path.
+        self.rules = compile_scaling_rules(
+            policy, instance_warmup_s=cold_start.instance_warmup_s(settings.weight_path)
+        )
         self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
         AwsProvider(
             self,

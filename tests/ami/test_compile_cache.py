@@ -77,7 +77,7 @@ def test_the_warm_up_fills_the_units_cache_by_running_the_unit() -> None:
     assert "systemctl start vllm.service" in warmup
     assert "vllm.entrypoints" not in warmup and "--model" not in warmup
     # It refuses to finish without a cache where the unit looks for one.
-    assert f'find {env["VLLM_CACHE_ROOT"]} -type f' in warmup
+    assert f"find {env['VLLM_CACHE_ROOT']} -type f" in warmup
     # And the clean-up keeps it: only the Hub's download caches go.
     cleanup = (SCRIPTS / "90-cleanup.sh").read_text()
     removed = [word for line in cleanup.splitlines() if "rm -" in line for word in line.split()]

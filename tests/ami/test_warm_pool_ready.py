@@ -45,12 +45,12 @@ def instance() -> Iterator[FakeInstance]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_PUT(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_PUT(self) -> None:
             ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
             ok = self.path == "/latest/api/token" and ttl
             self._reply(200 if ok else 400, TOKEN if ok else "")
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path == "/health":
                 status = 200 if fake.healthy.is_set() else 503
                 fake.health_checks.append(status)
