@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 from unittest import mock
 
 from infra.policy import FLEET_POLICY
@@ -39,6 +40,9 @@ from infra.sim.metrics import latency_summary
 from infra.sim.runner import Simulation, run_configs
 from infra.sim.trace import local_midnight
 from infra.sim.traffic import Scenario, generate
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 ROOT = Path(__file__).resolve().parents[1]
 FETCH_MODEL = ROOT / "ami" / "scripts" / "fetch-model.sh"
@@ -87,11 +91,11 @@ def _aws_env(endpoint: str) -> dict[str, str]:
     }
 
 
-def _stream_read(client: object, keys: list[str]) -> int:
+def _stream_read(client: S3Client, keys: list[str]) -> int:
     """Ranged GETs of every shard, 16 in flight, into memory: the streamer's access pattern."""
     ranges = []
     for key in keys:
-        size = client.head_object(Bucket=BUCKET, Key=key)["ContentLength"]  # type: ignore[attr-defined]
+        size = client.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
         ranges += [
             (key, start, min(start + RANGE_BYTES, size) - 1)
             for start in range(0, size, RANGE_BYTES)
@@ -99,7 +103,8 @@ def _stream_read(client: object, keys: list[str]) -> int:
 
     def get(part: tuple[str, int, int]) -> int:
         key, first, last = part
-        body = client.get_object(Bucket=BUCKET, Key=key, Range=f"bytes={first}-{last}")["Body"]  # type: ignore[attr-defined]
+        reply = client.get_object(Bucket=BUCKET, Key=key, Range=f"bytes={first}-{last}")
+        body = reply["Body"]
         return len(body.read())
 
     with ThreadPoolExecutor(STREAM_READERS) as pool:
@@ -116,11 +121,9 @@ def measure_s3_load() -> None:
         client = boto3.client(
             "s3",
             endpoint_url=endpoint,
-            **{
-                "aws_access_key_id": "testing",
-                "aws_secret_access_key": "testing",
-                "region_name": "us-east-1",
-            },
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
         )
         client.create_bucket(Bucket=BUCKET)
         client.put_object(Bucket=BUCKET, Key=f"{PREFIX}config.json", Body=b"{}")

@@ -50,9 +50,10 @@ def test_the_baked_timeline_keeps_the_seed_figures() -> None:
 
 
 def test_the_rates_are_the_instance_types_documented_ones() -> None:
-    assert tuple(
-        gbps * 1e9 / 8 for gbps in G5_XLARGE_NETWORK_GBPS
-    ) == (NETWORK_BURST_BPS, NETWORK_BASELINE_BPS)
+    assert tuple(gbps * 1e9 / 8 for gbps in G5_XLARGE_NETWORK_GBPS) == (
+        NETWORK_BURST_BPS,
+        NETWORK_BASELINE_BPS,
+    )
     assert EBS_BURST_BPS == G5_XLARGE_EBS_BURST_GBPS * 1e9 / 8
     # The download path's copy fits the instance store with room to spare.
     assert MODEL_BYTES < G5_XLARGE_INSTANCE_STORE_GB * 1e9 / 2
