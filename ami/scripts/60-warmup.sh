@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Starts vLLM once through its own unit (same flags, same cache directory as on the fleet),
+# Starts vLLM once through its own units (same flags, same cache directory as on the fleet),
 # waits for it, sends a few requests, stops it. torch.compile and Triton kernels land in
 # /var/cache/vllm and are on the image; instances then load them instead of compiling.
+# vLLM keys that cache on its config, --model included: when the fleet loads its weights
+# from the stack's model_location, FLEET_MODEL_LOCATION and FLEET_MODEL_LOAD must name the
+# same location and load, and the warm-up serves from there through the same fetch unit.
 set -euo pipefail
 # Packer uploads each script alone; lib.sh arrives with the ami/ payload.
 # shellcheck source=lib.sh
@@ -13,9 +16,17 @@ deadline_s="${WARMUP_TIMEOUT_S:-1200}"
 source "$FINSIGHT_ETC/vllm.defaults.env"
 
 stop_vllm() {
-    systemctl stop vllm.service || true
+    systemctl stop vllm.service finsight-model-fetch.service || true
+    # The image ships /etc/finsight empty: the stack's user data writes it.
+    rm -f "$INSTANCE_SETTINGS_DIR/vllm.env"
 }
 trap stop_vllm EXIT
+
+if [[ -n "${FLEET_MODEL_LOCATION:-}" ]]; then
+    fleet_vllm_env "$FLEET_MODEL_LOCATION" "${FLEET_MODEL_LOAD:-stream}" \
+        >"$INSTANCE_SETTINGS_DIR/vllm.env"
+    log "warming up on the fleet's weights: $FLEET_MODEL_LOCATION (${FLEET_MODEL_LOAD:-stream})"
+fi
 
 started=$SECONDS
 systemctl start vllm.service

@@ -26,3 +26,21 @@ require_env() {
         fi
     done
 }
+
+# The model lines of the stack's vllm.env (infra/stack/fleet.py render_vllm_env) for a
+# location and a load ("stream" or "download"): the build's warm-up runs vLLM with the same
+# --model and --load-format as the fleet, so that vLLM's compile-cache key matches.
+#   fleet_vllm_env LOCATION LOAD
+fleet_vllm_env() {
+    local location="$1" load="$2" format
+    case "$load" in
+    stream) format=runai_streamer ;;
+    download) format=auto ;;
+    *)
+        log "model load must be stream or download, got $load"
+        return 2
+        ;;
+    esac
+    printf 'VLLM_MODEL_LOCATION=%s\nVLLM_MODEL_LOAD=%s\nVLLM_LOAD_FORMAT=%s\n' \
+        "$location" "$load" "$format"
+}

@@ -9,12 +9,7 @@ import random
 from dataclasses import dataclass
 
 from infra.policy import FleetPolicy, effective_schedule
-from infra.policy.cold_start import BOOT_TIMELINE
-
-# A Stopped warm-pool instance was initialised once: its volume is warm and the model is on
-# it, so provisioning is quicker and the weights load at their typical speed, never the
-# lazy-loading worst case of a volume freshly restored from a snapshot.
-WARM_POOL_PHASE_SCALE = {"ec2-start": 0.5, "weights-load": 0.6}
+from infra.policy.cold_start import BootPhase, boot_timeline, draw_time_to_ready_s
 
 
 @dataclass(frozen=True)
@@ -45,29 +40,19 @@ class AwsMechanics:
 
 
 class BootTimes:
-    """Draws launch-to-serving times, phase by phase, from the cold-start timeline.
-
-    Each phase is triangular between 0.8 x typical, its typical value (the mode) and its
-    worst value, so most boots are near typical and a few approach the worst case.
-    """
+    """Draws launch-to-serving times, phase by phase, from the cold-start timeline."""
 
     def __init__(self, seed: int, warm_pool: bool) -> None:
         self._random = random.Random(seed)
-        scales = WARM_POOL_PHASE_SCALE if warm_pool else {}
-        self._phases = [
-            (phase.typical_s * scales.get(phase.name, 1), phase.worst_s * scales.get(phase.name, 1))
-            for phase in BOOT_TIMELINE
-        ]
+        # A warm-pool start reads its own timeline (infra/policy/cold_start.py), as the stack.
+        self._timeline: tuple[BootPhase, ...] = boot_timeline(warm_pool=warm_pool)
 
     def draw(self) -> float:
-        return sum(
-            self._random.triangular(0.8 * typical, worst, typical)
-            for typical, worst in self._phases
-        )
+        return draw_time_to_ready_s(self._random, self._timeline)
 
     @property
     def worst_s(self) -> float:
-        return sum(worst for _, worst in self._phases)
+        return sum(phase.worst_s for phase in self._timeline)
 
 
 class ScheduledMinimum:

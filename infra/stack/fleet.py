@@ -53,11 +53,13 @@ from constructs import Construct
 
 from contract import GATEWAY_ENV_PATH as GATEWAY_ENV_PATH
 from contract import GATEWAY_KEEP_ALIVE_ENV, gateway_env_name
+from infra.policy.cold_start import WeightPath
 from infra.policy.gateway import GatewayPolicySettings
 from infra.stack.load_balancer import GATEWAY_PORT
 
 UPSTREAM_URL = "http://127.0.0.1:8001"
 VLLM_ENV_PATH = "/etc/finsight/vllm.env"
+WARM_POOL_ENV_PATH = "/etc/finsight/warm-pool.env"
 # The agent baked into the image (ami/cloudwatch) ships these log groups.
 LOG_GROUP_PREFIX = "/finsight-serving"
 # What Session Manager and Run Command need on the instance, instead of the managed
@@ -77,12 +79,27 @@ RUN_COMMAND_ACTIONS = (
     "ec2messages:SendReply",
 )
 ROOT_DEVICE = "/dev/sda1"
-# With model_location set, each boot first copies the weights from S3 (about 15 GiB onto a
-# gp3 root volume that writes 125 MiB/s by default: about 2 minutes, more for a larger
+# With model_load "download", each boot first copies the weights from S3 (about 16 GB onto
+# the instance-store NVMe: 13-52 s at the network's burst and baseline, more for a larger
 # model or a slow start). The health-check grace period grows by this much so that the
 # group does not replace an instance still copying, and the image's fetch unit gives up
-# (TimeoutStartSec) after the same time.
+# (TimeoutStartSec) after the same time. Streaming needs no copy: its load is vLLM's own
+# phase in the boot timeline.
 MODEL_FETCH_ALLOWANCE_S = 600
+# Written next to the model location: vLLM's --load-format for each path.
+LOAD_FORMAT = {WeightPath.STREAM: "runai_streamer", WeightPath.DOWNLOAD: "auto"}
+# The Run:ai streamer's reader threads (S3 clients) and its CPU buffer: 16 readers fill the
+# 10 Gbps burst from S3 (one connection carries about 90 MB/s); 4 GiB of buffer leaves a
+# g5.xlarge's 16 GiB to vLLM's process (about 4 GiB) and the OS. The streamer's own
+# default buffer is unlimited: it would try to hold whole shards (5 GB) in RAM.
+STREAMER_CONCURRENCY = 16
+STREAMER_MEMORY_LIMIT_BYTES = 4 * 1024**3
+# A launch into the warm pool waits at Warmed:Pending:Wait until the image's
+# finsight-warm-pool-ready has loaded the model once and read the root volume's files
+# (then EC2 Auto Scaling stops it); without a hook it is stopped as soon as it runs, before
+# anything is read. The wait is bounded by the worst boot; CONTINUE on timeout keeps a
+# slow instance in the pool rather than losing it.
+WARM_POOL_HOOK_TIMEOUT_S = 900
 # The drain takes up to the deadline; the hook waits a minute more so that the gateway,
 # not the timeout, completes the lifecycle action.
 LIFECYCLE_HEARTBEAT_MARGIN_S = 60
@@ -147,11 +164,50 @@ class GatewayEnv:
         return "".join(f"{key}={value}\n" for key, value in self.values().items())
 
 
-def render_user_data(gateway: GatewayEnv, model_location: str | None) -> str:
+def model_fetch_allowance_s(path: WeightPath) -> int:
+    """What the health-check grace period adds to the boot timeline for a copy at boot."""
+    return MODEL_FETCH_ALLOWANCE_S if path is WeightPath.DOWNLOAD else 0
+
+
+def render_vllm_env(model_location: str, path: WeightPath, region: str) -> str:
+    """vllm.env: where the weights are, and how the image's units load them."""
+    if path is WeightPath.BAKED:
+        raise ValueError("a model_location is loaded by streaming or download, not baked")
+    lines = {
+        "VLLM_MODEL_LOCATION": model_location,
+        "VLLM_MODEL_LOAD": path.value,
+        "VLLM_LOAD_FORMAT": LOAD_FORMAT[path],
+        # The streamer's S3 client (AWS SDK for C++) and the CLI's copy: the bucket's Region.
+        "AWS_DEFAULT_REGION": region,
+    }
+    if path is WeightPath.STREAM:
+        lines |= {
+            "RUNAI_STREAMER_CONCURRENCY": str(STREAMER_CONCURRENCY),
+            "RUNAI_STREAMER_MEMORY_LIMIT": str(STREAMER_MEMORY_LIMIT_BYTES),
+        }
+    return "".join(f"{key}={value}\n" for key, value in lines.items())
+
+
+def render_launch_env(group_name: str, hook_name: str, region: str) -> str:
+    """warm-pool.env: what finsight-warm-pool-ready needs to complete the launch hook."""
+    return (
+        f"FINSIGHT_AUTOSCALING_GROUP_NAME={group_name}\n"
+        f"FINSIGHT_LAUNCH_HOOK_NAME={hook_name}\n"
+        f"AWS_DEFAULT_REGION={region}\n"
+    )
+
+
+def render_user_data(
+    gateway: GatewayEnv,
+    model_location: str | None,
+    weight_path: WeightPath = WeightPath.STREAM,
+    launch_hook_name: str | None = None,
+) -> str:
     """cloud-init config writing the env files before the image's units start.
 
     vllm.env only when the weights come from S3 at boot (`model_location`); without it the
-    image serves the weights baked into it.
+    image serves the weights baked into it. warm-pool.env only with a warm pool (its launch
+    hook's name).
     """
     files = [{"path": GATEWAY_ENV_PATH, "permissions": "0644", "content": gateway.render()}]
     if model_location is not None:
@@ -159,7 +215,17 @@ def render_user_data(gateway: GatewayEnv, model_location: str | None) -> str:
             {
                 "path": VLLM_ENV_PATH,
                 "permissions": "0644",
-                "content": f"VLLM_MODEL_LOCATION={model_location}\n",
+                "content": render_vllm_env(model_location, weight_path, gateway.region),
+            }
+        )
+    if launch_hook_name is not None:
+        files.append(
+            {
+                "path": WARM_POOL_ENV_PATH,
+                "permissions": "0644",
+                "content": render_launch_env(
+                    gateway.autoscaling_group_name, launch_hook_name, gateway.region
+                ),
             }
         )
     # JSON is valid YAML, and json.dumps quotes every value safely.
@@ -193,6 +259,8 @@ class FleetProps:
     cloudwatch_namespace: str
     # Weights fetched from S3 at boot (bucket and non-empty key prefix), or None: baked in.
     model_location: str | None
+    # How model_location is loaded (BAKED without one).
+    weight_path: WeightPath
     model_bucket: str | None
     model_prefix: str | None
     # None only in a stack that cannot deploy (its plan stops on a precondition first).
@@ -210,6 +278,8 @@ class Fleet(Construct):
     autoscaling_group_name: str
     autoscaling_group_arn: str
     lifecycle_hook_name: str
+    # The warm pool's launch hook (None without a warm pool).
+    launch_hook_name: str | None
     instance_role_name: str
     security_group_id: str
     user_data: str
@@ -221,6 +291,7 @@ class Fleet(Construct):
         # Known before the group exists, so the user data can carry it without a cycle.
         group_name = props.name
         self.lifecycle_hook_name = f"{props.name}-drain"
+        self.launch_hook_name = f"{props.name}-warm" if props.warm_pool else None
         group_arn = (
             f"arn:aws:autoscaling:{props.region}:{props.account_id}:autoScalingGroup:*:"
             f"autoScalingGroupName/{props.name}"
@@ -304,6 +375,8 @@ class Fleet(Construct):
                 keep_alive_s=props.gateway_keep_alive_s,
             ),
             props.model_location,
+            props.weight_path,
+            self.launch_hook_name,
         )
         self.image_id = self._image_id(props)
         image = DataAwsAmi(
@@ -396,7 +469,19 @@ class Fleet(Construct):
                     lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
                     heartbeat_timeout=props.drain_deadline_s + LIFECYCLE_HEARTBEAT_MARGIN_S,
                     default_result="CONTINUE",
-                )
+                ),
+                *(
+                    [
+                        AutoscalingGroupInitialLifecycleHook(
+                            name=self.launch_hook_name,
+                            lifecycle_transition="autoscaling:EC2_INSTANCE_LAUNCHING",
+                            heartbeat_timeout=WARM_POOL_HOOK_TIMEOUT_S,
+                            default_result="CONTINUE",
+                        )
+                    ]
+                    if self.launch_hook_name is not None
+                    else []
+                ),
             ],
             # Started by the deploy whenever the launch template's version changes.
             instance_refresh=AutoscalingGroupInstanceRefresh(

@@ -3,7 +3,7 @@
 Egress choice: one NAT gateway plus a free S3 gateway endpoint. The instances call a
 handful of AWS APIs (CloudWatch, Logs, SSM, Secrets Manager, Auto Scaling) with a few
 kilobytes a minute; the weights are baked into the image, and only when `model_location`
-is set does each instance copy them (gigabytes) from S3 at boot. Interface endpoints for
+is set does each instance stream (or copy) them, gigabytes, from S3 at boot. Interface endpoints for
 those seven services would cost about 7 x 2 AZs x $7.30 = ~$100 a month; one NAT gateway
 costs about $33 a month plus $0.045/GB of the small API traffic, and model bytes, when
 fetched, take the S3 endpoint at no charge. The price: API egress depends on the NAT's

@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.policy.aws_rules import METRICS_NAMESPACE
+from infra.policy.cold_start import WeightPath
 from infra.policy.config import FLEET_POLICY
 from infra.policy.errors import PolicyError
 from infra.policy.fleet import FleetPolicy
@@ -81,6 +82,10 @@ class StackSettings(BaseSettings):
     model_location: str | None = Field(
         None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?\s]*[^*?\s/][^*?\s]*/$"
     )
+    # How an instance loads model_location's weights (infra/policy/cold_start.py compares the
+    # paths): "stream" into GPU memory with vLLM's Run:ai Model Streamer, or "download" to the
+    # instance-store NVMe first. Ignored without model_location (the baked weights).
+    model_load: Literal["stream", "download"] = "stream"
     tenants_secret_arn: str | None = Field(
         None,
         pattern=r"^arn:aws[\w-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$",
@@ -205,6 +210,13 @@ class StackSettings(BaseSettings):
         if self.model_location is None:
             return None
         return self.model_location.removeprefix("s3://").split("/", 1)[0]
+
+    @property
+    def weight_path(self) -> WeightPath:
+        """The weight-loading path the boot timeline and the user data follow."""
+        if self.model_location is None:
+            return WeightPath.BAKED
+        return WeightPath(self.model_load)
 
     @property
     def model_prefix(self) -> str | None:

@@ -16,7 +16,7 @@ from infra.policy.aws_rules import ScalingRules, compile_scaling_rules
 from infra.policy.gateway import gateway_policy_settings
 from infra.stack.deploy_checks import DeployChecks
 from infra.stack.dns import ApiAlias, ApiAliasProps, ApiCertificate, ApiCertificateProps
-from infra.stack.fleet import MODEL_FETCH_ALLOWANCE_S, Fleet, FleetProps
+from infra.stack.fleet import Fleet, FleetProps, model_fetch_allowance_s
 from infra.stack.load_balancer import LoadBalancer, LoadBalancerProps
 from infra.stack.market_calendar import MarketCalendar, MarketCalendarProps
 from infra.stack.naming import stack_name as stack_name
@@ -61,7 +61,10 @@ class FleetStack(TerraformStack):
         # The environment's replica settings on top of the shared policy (dev runs smaller).
         policy = settings.fleet_policy(policy)
         self.settings, self.policy = settings, policy
-        self.rules = compile_scaling_rules(policy)
+        # New instances count after a typical boot on this environment's weight path.
+        self.rules = compile_scaling_rules(
+            policy, instance_warmup_s=cold_start.instance_warmup_s(settings.weight_path)
+        )
         self.add_override("terraform.required_providers.aws.version", AWS_PROVIDER_VERSION)
         AwsProvider(
             self,
@@ -148,13 +151,16 @@ class FleetStack(TerraformStack):
                 # the next close action lowers it (deploys leave it to the schedule after).
                 min_size=self.rules.market_hours_min_capacity,
                 max_size=self.rules.max_capacity,
-                health_check_grace_period_s=cold_start.health_check_grace_period_s()
-                + (MODEL_FETCH_ALLOWANCE_S if settings.model_location is not None else 0),
-                instance_warmup_s=cold_start.instance_warmup_s(),
+                health_check_grace_period_s=cold_start.health_check_grace_period_s(
+                    settings.weight_path
+                )
+                + model_fetch_allowance_s(settings.weight_path),
+                instance_warmup_s=cold_start.instance_warmup_s(settings.weight_path),
                 warm_pool=settings.warm_pool,
                 warm_pool_size=settings.warm_pool_size,
                 cloudwatch_namespace=settings.cloudwatch_namespace,
                 model_location=settings.model_location,
+                weight_path=settings.weight_path,
                 model_bucket=settings.model_bucket,
                 model_prefix=settings.model_prefix,
                 tenants_secret_arn=settings.tenants_secret_arn,

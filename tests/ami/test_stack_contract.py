@@ -16,6 +16,7 @@ from hcl2 import SerializationOptions
 from app.settings import GatewaySettings
 from contract import GATEWAY_KEEP_ALIVE_ENV
 from infra.policy import FLEET_POLICY
+from infra.policy.cold_start import WeightPath
 from infra.policy.gateway import gateway_policy_settings
 from infra.stack import fleet, load_balancer, observability
 from infra.stack.settings import ProdSettings, StackSettings
@@ -27,6 +28,7 @@ from tests.ami.unitfile import (
     parse_unit,
     read_env_file,
     unit_environment,
+    values,
 )
 
 STACK_NAMESPACE = StackSettings.model_fields["cloudwatch_namespace"].default
@@ -44,7 +46,9 @@ MODEL_LOCATION = "s3://finsight-models/llama/"
 
 
 def _user_data_files(
-    tmp_path: Path, model_location: str | None = MODEL_LOCATION
+    tmp_path: Path,
+    model_location: str | None = MODEL_LOCATION,
+    weight_path: WeightPath = WeightPath.STREAM,
 ) -> dict[str, Path]:
     gateway_env = fleet.GatewayEnv(
         tenants_secret_id="finsight/prod/tenants",
@@ -56,7 +60,9 @@ def _user_data_files(
         policy=gateway_policy_settings(FLEET_POLICY),
         keep_alive_s=load_balancer.backend_keep_alive_s(LONGEST_STACK_DEADLINE_S),
     )
-    user_data: str = fleet.render_user_data(gateway_env, model_location)
+    user_data: str = fleet.render_user_data(
+        gateway_env, model_location, weight_path, launch_hook_name="finsight-prod-warm"
+    )
     tmp_path.mkdir(parents=True, exist_ok=True)
     header, _, body = user_data.partition("\n")
     assert header == "#cloud-config"
@@ -70,9 +76,21 @@ def _user_data_files(
 
 def test_user_data_writes_the_files_the_units_read(tmp_path: Path) -> None:
     files = _user_data_files(tmp_path)
-    assert set(files) == {"/etc/finsight/gateway.env", "/etc/finsight/vllm.env"}
+    assert set(files) == {
+        "/etc/finsight/gateway.env",
+        "/etc/finsight/vllm.env",
+        "/etc/finsight/warm-pool.env",
+    }
     # No model location: nothing about S3 weights is written.
-    assert set(_user_data_files(tmp_path / "baked", None)) == {"/etc/finsight/gateway.env"}
+    baked = _user_data_files(tmp_path / "baked", None, WeightPath.BAKED)
+    assert "/etc/finsight/vllm.env" not in baked
+    # Every file the user data writes is one a unit of the image reads.
+    read = {
+        entry.lstrip("-")
+        for unit in UNITS_DIR.glob("*.service")
+        for entry in values(parse_unit(unit), "Service", "EnvironmentFile")
+    }
+    assert set(files) <= read
 
 
 def test_stacks_gateway_env_starts_the_gateway_unit(
@@ -95,9 +113,14 @@ def test_stacks_gateway_env_starts_the_gateway_unit(
     assert exec_start_argv(unit, env)[0] == "/opt/finsight/gateway/bin/uvicorn"
 
 
-def _boot(tmp_path: Path, model_location: str | None, bucket: Path) -> list[str]:
+def _boot(
+    tmp_path: Path,
+    model_location: str | None,
+    bucket: Path,
+    weight_path: WeightPath = WeightPath.DOWNLOAD,
+) -> list[str]:
     """The image's boot with the stack's user data: the fetch unit, then vLLM's command."""
-    files = _user_data_files(tmp_path, model_location)
+    files = _user_data_files(tmp_path, model_location, weight_path)
     defaults = tmp_path / "defaults.env"
     defaults.write_text("VLLM_MODEL_DIR=/opt/finsight/models/m\nVLLM_SERVED_MODEL_NAME=m\n")
     files["/opt/finsight/etc/vllm.defaults.env"] = defaults
@@ -118,6 +141,8 @@ def _boot(tmp_path: Path, model_location: str | None, bucket: Path) -> list[str]
         "AWS_CLI": str(aws),
         "FINSIGHT_FETCHED_MODEL_DIR": str(tmp_path / "fetched"),
         "FINSIGHT_MODEL_OVERRIDE": str(override),
+        # No instance store on this machine: the copy goes to the directory above.
+        "FINSIGHT_INSTANCE_STORE_GLOB": str(tmp_path / "no-nvme*"),
     }
     subprocess.run([str(AMI_DIR / "scripts" / "fetch-model.sh")], env=env, check=True, timeout=60)
     if override.exists():  # an optional file: systemd skips it when absent
@@ -133,14 +158,33 @@ def test_the_stacks_model_location_is_what_vllm_serves(tmp_path: Path) -> None:
     weights.mkdir(parents=True)
     (weights / "config.json").write_text("{}")
     (weights / "model.safetensors").write_bytes(b"\0")
+    # The default: vLLM streams the location itself, with the streamer's settings.
+    argv = _boot(tmp_path / "stream-boot", MODEL_LOCATION, bucket, WeightPath.STREAM)
+    assert option(argv, "--model") == MODEL_LOCATION
+    assert option(argv, "--load-format") == "runai_streamer"
+    assert not (tmp_path / "stream-boot" / "fetched").exists()
+    # download: copied to local disk first, loaded from there.
     argv = _boot(tmp_path / "fetched-boot", MODEL_LOCATION, bucket)
     fetched = tmp_path / "fetched-boot" / "fetched"
     assert option(argv, "--model") == str(fetched)
+    assert option(argv, "--load-format") == "auto"
     assert (fetched / "model.safetensors").exists()
     # No location: the fetch does nothing and the image's own weights are served.
-    argv = _boot(tmp_path / "baked-boot", None, bucket)
+    argv = _boot(tmp_path / "baked-boot", None, bucket, WeightPath.BAKED)
     assert option(argv, "--model") == "/opt/finsight/models/m"
     assert not (tmp_path / "baked-boot" / "fetched").exists()
+
+
+def test_the_streamers_settings_reach_vllms_environment(tmp_path: Path) -> None:
+    files = _user_data_files(tmp_path, MODEL_LOCATION, WeightPath.STREAM)
+    defaults = tmp_path / "defaults.env"
+    defaults.write_text("VLLM_MODEL_DIR=/opt/finsight/models/m\nVLLM_SERVED_MODEL_NAME=m\n")
+    files["/opt/finsight/etc/vllm.defaults.env"] = defaults
+    env = unit_environment(parse_unit(UNITS_DIR / "vllm.service"), files)
+    assert int(env["RUNAI_STREAMER_CONCURRENCY"]) == fleet.STREAMER_CONCURRENCY
+    # The buffer must leave room on a g5.xlarge (16 GiB) for vLLM's own process (~4 GiB).
+    assert 0 < int(env["RUNAI_STREAMER_MEMORY_LIMIT"]) <= 8 * 1024**3
+    assert env["AWS_DEFAULT_REGION"] == "us-east-1"
 
 
 def test_a_fetch_without_weights_fails_so_vllm_never_starts_on_nothing(tmp_path: Path) -> None:

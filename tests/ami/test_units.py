@@ -103,6 +103,7 @@ def _verify_root(tmp_path: Path, units: dict[str, str]) -> Path:
         "opt/finsight/vllm/bin/python",
         "opt/finsight/gateway/bin/uvicorn",
         "opt/finsight/bin/fetch-model",
+        "opt/finsight/bin/warm-pool-ready",
         "usr/bin/cloud-init",
     ):
         path = root / stub
@@ -127,7 +128,12 @@ def _verify(root: Path, names: list[str]) -> subprocess.CompletedProcess[str]:
 def test_systemd_analyze_verifies_both_units(tmp_path: Path) -> None:
     units = {
         name: (UNITS_DIR / name).read_text()
-        for name in ("finsight-model-fetch.service", "vllm.service", "gateway.service")
+        for name in (
+            "finsight-model-fetch.service",
+            "vllm.service",
+            "gateway.service",
+            "finsight-warm-pool-ready.service",
+        )
     }
     result = _verify(_verify_root(tmp_path, units), list(units))
     # verify exits 0 on some problems (an unknown value is "ignored", a cycle is broken by

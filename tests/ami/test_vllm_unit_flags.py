@@ -63,6 +63,8 @@ def test_flags_parse_to_the_values_the_unit_means(parsed: dict[str, Any]) -> Non
     args = parsed["args"]
     assert (args["host"], args["port"]) == ("127.0.0.1", 8001)
     assert args["model"] == MODEL_DIR
+    # Baked weights, the default loader; the stack's vllm.env names runai_streamer instead.
+    assert args["load_format"] == "auto"
     assert args["served_model_name"] == [SERVED_NAME]
     assert args["max_model_len"] == 8192
     # the policy's number (tests/ami/test_units.py holds the unit text to it as well)

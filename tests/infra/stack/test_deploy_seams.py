@@ -20,7 +20,7 @@ import pytest
 from hcl2 import SerializationOptions
 
 from infra.policy import FLEET_POLICY, cold_start
-from infra.stack.fleet import MODEL_FETCH_ALLOWANCE_S, VLLM_ENV_PATH
+from infra.stack.fleet import MODEL_FETCH_ALLOWANCE_S, VLLM_ENV_PATH, model_fetch_allowance_s
 from infra.stack.settings import IMAGE_ROOT_VOLUME_FILE, load_settings
 from infra.stack.summary import summarize
 from tests.ami.unitfile import UNITS_DIR, parse_unit, value
@@ -229,24 +229,29 @@ def test_a_model_location_is_written_for_the_image_and_granted_exactly(
         location = str(DEPLOY_SETTINGS[environment]["model_location"])
         bucket, prefix = location.removeprefix("s3://").split("/", 1)
         assert prefix and prefix.endswith("/")
-        assert user_data_files(stack)[VLLM_ENV_PATH] == f"VLLM_MODEL_LOCATION={location}\n"
+        assert f"VLLM_MODEL_LOCATION={location}\n" in user_data_files(stack)[VLLM_ENV_PATH]
         statements = instance_statements(stack)
         assert statements["ReadModel"]["Resource"] == f"arn:aws:s3:::{bucket}/{prefix}*"
         assert statements["ListModel"]["Condition"] == {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
 
 
-def test_the_grace_period_covers_the_model_copy_the_image_allows(
+def test_the_grace_period_follows_the_weight_path(
     stack: Stack, deployable: dict[str, Stack]
 ) -> None:
-    # A fetch at boot must not outlast the grace period, or the group replaces the instance
-    # while it copies, forever.
+    # The group must not replace an instance still loading: each path's worst boot, with
+    # margin, and for a copy at boot the fetch unit's own timeout on top.
     _, baked = one(stack, "aws_autoscaling_group")
-    _, fetching = one(deployable[stack_environment(stack)], "aws_autoscaling_group")
-    assert baked["health_check_grace_period"] == cold_start.health_check_grace_period_s()
-    extra = fetching["health_check_grace_period"] - baked["health_check_grace_period"]
-    assert extra == MODEL_FETCH_ALLOWANCE_S
+    _, streaming = one(deployable[stack_environment(stack)], "aws_autoscaling_group")
+    path = cold_start.WeightPath
+    assert baked["health_check_grace_period"] == cold_start.health_check_grace_period_s(path.BAKED)
+    assert streaming["health_check_grace_period"] == cold_start.health_check_grace_period_s(
+        path.STREAM
+    )
+    assert streaming["default_instance_warmup"] == cold_start.instance_warmup_s(path.STREAM)
+    assert model_fetch_allowance_s(path.STREAM) == 0
     fetch_unit = parse_unit(UNITS_DIR / "finsight-model-fetch.service")
-    assert int(value(fetch_unit, "Service", "TimeoutStartSec")) <= extra
+    timeout = int(value(fetch_unit, "Service", "TimeoutStartSec"))
+    assert timeout <= model_fetch_allowance_s(path.DOWNLOAD) == MODEL_FETCH_ALLOWANCE_S
 
 
 # --- 8. the API has a name -----------------------------------------------------------------

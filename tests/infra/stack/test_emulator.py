@@ -10,7 +10,6 @@ import pytest
 
 from infra.policy import FLEET_POLICY, cold_start
 from infra.policy.slo import Severity
-from infra.stack.fleet import MODEL_FETCH_ALLOWANCE_S
 from infra.stack.market_calendar import CALENDAR_ALARMS
 from infra.stack.observability import ALARMS, alarm_name
 from infra.stack.settings import load_settings
@@ -74,9 +73,9 @@ def test_group_sizes_and_health_checks(report: dict[str, Any]) -> None:
         DEV_POLICY.max_replicas,
     )
     assert group["HealthCheckType"] == "ELB"
-    # The emulated stack fetches its weights at boot: the grace period allows for the copy.
-    assert group["HealthCheckGracePeriod"] == (
-        cold_start.health_check_grace_period_s() + MODEL_FETCH_ALLOWANCE_S
+    # The emulated stack streams its weights at boot: that path's grace period.
+    assert group["HealthCheckGracePeriod"] == cold_start.health_check_grace_period_s(
+        cold_start.WeightPath.STREAM
     )
     [target_group] = report["observed"]["target_groups"]
     assert group["TargetGroupARNs"] == [target_group["TargetGroupArn"]]

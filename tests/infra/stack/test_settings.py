@@ -6,6 +6,7 @@ import pytest
 
 from infra.main import main
 from infra.policy import FLEET_POLICY, PolicyError
+from infra.policy.cold_start import WeightPath
 from infra.stack.settings import load_settings
 
 from .conftest import DEPLOY_SETTINGS, NAMED_SETTINGS, REPO
@@ -79,6 +80,9 @@ def test_the_renamed_variable_stops_synth_naming_the_new_one(
         ({"model_location": "s3://finsight-models/"}, "model_location"),
         ({"model_location": "s3://finsight-models"}, "model_location"),
         ({"model_location": "s3://finsight-models/weights*/"}, "model_location"),
+        # Baked weights are what no model_location means, not a way to load one.
+        ({"model_load": "baked"}, "model_load"),
+        ({"model_load": "lazy"}, "model_load"),
         ({"min_replicas": 5}, "min_replicas"),
         ({"max_replicas": 0}, "max_replicas"),
         ({"max_replicas": 17}, "max_replicas"),
@@ -104,6 +108,14 @@ def test_a_bad_value_is_refused_naming_its_field(overrides: dict[str, object], f
     with pytest.raises(PolicyError) as refused:
         load_settings("prod", **overrides)
     assert refused.value.field == f"prod.{field}"
+
+
+def test_the_weight_path_follows_the_location_and_the_load() -> None:
+    location = "s3://finsight-models/llama/"
+    assert load_settings("prod").weight_path is WeightPath.BAKED
+    assert load_settings("prod", model_location=location).weight_path is WeightPath.STREAM
+    downloading = load_settings("prod", model_location=location, model_load="download")
+    assert downloading.weight_path is WeightPath.DOWNLOAD
 
 
 def test_an_unknown_environment_is_refused() -> None:

@@ -13,7 +13,7 @@ import pytest
 from infra.policy import FLEET_POLICY, FleetPolicy, cold_start, effective_schedule
 from infra.policy.aws_rules import compile_scaling_rules
 from infra.policy.scaling import HIGH_RESOLUTION_PERIODS_S
-from infra.stack.fleet import GATEWAY_ENV_PATH, VLLM_ENV_PATH
+from infra.stack.fleet import GATEWAY_ENV_PATH, VLLM_ENV_PATH, WARM_POOL_ENV_PATH
 from infra.stack.market_calendar import CALENDAR_ALARMS
 from infra.stack.observability import (
     ALARMS,
@@ -223,17 +223,27 @@ def test_group_size_grace_and_warmup_come_from_the_policy_and_cold_start(stack: 
     )
     assert "desired_capacity" not in group
     assert group["health_check_type"] == "ELB"
-    assert group["health_check_grace_period"] == cold_start.health_check_grace_period_s()
-    assert group["default_instance_warmup"] == cold_start.instance_warmup_s()
+    # No model_location here: the baked weights' timeline.
+    baked = cold_start.WeightPath.BAKED
+    assert group["health_check_grace_period"] == cold_start.health_check_grace_period_s(baked)
+    assert group["default_instance_warmup"] == cold_start.instance_warmup_s(baked)
     assert group["instance_refresh"]["preferences"]["min_healthy_percentage"] == 100
     assert "GroupInServiceInstances" in group["enabled_metrics"]
     settings = load_settings(stack_environment(stack))
-    [hook] = group["initial_lifecycle_hook"]
-    assert hook["lifecycle_transition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
-    assert hook["heartbeat_timeout"] > settings.drain_deadline_s
+    hooks = {hook["lifecycle_transition"]: hook for hook in group["initial_lifecycle_hook"]}
+    drain = hooks.pop("autoscaling:EC2_INSTANCE_TERMINATING")
+    assert drain["heartbeat_timeout"] > settings.drain_deadline_s
     assert ("warm_pool" in group) is settings.warm_pool
     if settings.warm_pool:
         assert group["warm_pool"]["pool_state"] == "Stopped"
+        # Without a launch hook the group stops a warm-pool instance as soon as it runs,
+        # before it has read anything: the pool would hold cold instances.
+        launch = hooks.pop("autoscaling:EC2_INSTANCE_LAUNCHING")
+        assert launch["default_result"] == "CONTINUE"
+        # AWS's bounds for a heartbeat timeout; and room for the worst boot to ready.
+        assert 30 <= launch["heartbeat_timeout"] <= 7200
+        assert launch["heartbeat_timeout"] > cold_start.time_to_ready_s(worst=True)
+    assert hooks == {}
 
 
 def test_the_image_is_resolved_at_deploy_from_the_parameter_the_image_build_publishes(
@@ -273,7 +283,9 @@ def test_a_refresh_keeps_capacity_and_rolls_back_on_the_unhealthy_host_alarm(
     # 100 points between the two percentages.
     maximum = preferences["max_healthy_percentage"]
     assert 1 * maximum // 100 >= 2 and maximum - preferences["min_healthy_percentage"] <= 100
-    assert preferences["instance_warmup"] == str(cold_start.instance_warmup_s())
+    assert preferences["instance_warmup"] == str(
+        cold_start.instance_warmup_s(cold_start.WeightPath.BAKED)
+    )
     assert preferences["skip_matching"] is True
     assert preferences["auto_rollback"] is True
     name = f"finsight-serving-{stack_environment(stack)}"
@@ -329,7 +341,11 @@ def test_user_data_writes_the_gateway_contract_and_no_secret(
         "GATEWAY_TENANTS_SECRET_ID": settings.tenants_secret_arn,
         "GATEWAY_CLOUDWATCH_NAMESPACE": settings.cloudwatch_namespace,
         "GATEWAY_AUTOSCALING_GROUP_NAME": group["name"],
-        "GATEWAY_LIFECYCLE_HOOK_NAME": group["initial_lifecycle_hook"][0]["name"],
+        "GATEWAY_LIFECYCLE_HOOK_NAME": next(
+            hook["name"]
+            for hook in group["initial_lifecycle_hook"]
+            if hook["lifecycle_transition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+        ),
         "GATEWAY_AWS_REGION": settings.region,
         "GATEWAY_DRAIN_DEADLINE_S": str(settings.drain_deadline_s),
         # From the policy: the gateway no longer reads it from its own copy.
@@ -345,8 +361,39 @@ def test_user_data_writes_the_gateway_contract_and_no_secret(
         # Outlasts the load balancer's idle timeout.
         "UVICORN_TIMEOUT_KEEP_ALIVE": str(settings.longest_request_s + 5),
     }
-    assert files[VLLM_ENV_PATH] == f"VLLM_MODEL_LOCATION={settings.model_location}\n"
     assert not re.search(r"(?i)(password|api[_-]?key|secret_access|token)=", user_data)
+
+
+def test_user_data_names_the_weight_path_and_the_warm_pool_hook(
+    stack: Stack, deployable: dict[str, Stack]
+) -> None:
+    environment = stack_environment(stack)
+    settings = load_settings(environment, **DEPLOY_SETTINGS[environment])
+    _, template = one(deployable[environment], "aws_launch_template")
+    user_data = base64.b64decode(template["user_data"]).decode()
+    files = {
+        f["path"]: f["content"] for f in json.loads(user_data.split("\n", 1)[1])["write_files"]
+    }
+    _, group = one(deployable[environment], "aws_autoscaling_group")
+    vllm = dict(line.split("=", 1) for line in files[VLLM_ENV_PATH].splitlines())
+    assert vllm["VLLM_MODEL_LOCATION"] == settings.model_location
+    # The default path streams the weights from there into the GPU.
+    assert (vllm["VLLM_MODEL_LOAD"], vllm["VLLM_LOAD_FORMAT"]) == ("stream", "runai_streamer")
+    assert vllm["AWS_DEFAULT_REGION"] == settings.region
+    if settings.warm_pool:
+        warm = dict(line.split("=", 1) for line in files[WARM_POOL_ENV_PATH].splitlines())
+        launch = next(
+            hook
+            for hook in group["initial_lifecycle_hook"]
+            if hook["lifecycle_transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+        )
+        assert warm == {
+            "FINSIGHT_AUTOSCALING_GROUP_NAME": group["name"],
+            "FINSIGHT_LAUNCH_HOOK_NAME": launch["name"],
+            "AWS_DEFAULT_REGION": settings.region,
+        }
+    else:
+        assert WARM_POOL_ENV_PATH not in files
 
 
 def test_instance_role_is_least_privilege(stack: Stack, deployable: dict[str, Stack]) -> None:
@@ -448,7 +495,9 @@ def test_scaling_alarms_and_steps_are_the_compiled_rules(stack: Stack) -> None:
         policy = policies[f"{name}-{suffix}"]
         assert policy["adjustment_type"] == "PercentChangeInCapacity"
         assert policy["min_adjustment_magnitude"] == 1
-        assert policy["estimated_instance_warmup"] == cold_start.instance_warmup_s()
+        assert policy["estimated_instance_warmup"] == cold_start.instance_warmup_s(
+            cold_start.WeightPath.BAKED
+        )
         steps = [
             (
                 step.get("metric_interval_lower_bound"),
