@@ -13,7 +13,7 @@ are worth in GPU-hours on the reference days.
 2. The simulator on the reference days (`fleet check`'s: Thanksgiving week 2026) with the
    baked timeline (before), the streamed one (after), and the Stopped warm pool, each with
    the market-hours floor of 2 and with a floor of 1: GPU-hours and whether each trading
-   day meets the SLA. The simulator draws its boots from `boot_timeline(...)`; the bench
+   day meets the SLO. The simulator draws its boots from `boot_timeline(...)`; the bench
    swaps which timeline it reads, nothing else.
 
 Measured on the 2-core build machine (moto_server is the bottleneck, not the network):
@@ -202,7 +202,7 @@ def simulate_reference_days() -> None:
         "config policy-aws"
     )
     print(
-        f"  {'boot':<24}{'floor':>6}{'GPU-h':>8}{'days in SLA':>13}{'worst p99 TTFT':>16}"
+        f"  {'boot':<24}{'floor':>6}{'GPU-h':>8}{'days in SLO':>13}{'worst p99 TTFT':>16}"
         f"{'burst->cap p50/max':>20}"
     )
     for label, path, warm in (
@@ -220,13 +220,13 @@ def simulate_reference_days() -> None:
                     trace, Simulation(policy, seed=0, mechanics=mechanics), ("policy-aws",)
                 )
             run, report = outcome.run("policy-aws"), outcome.report("policy-aws")
-            sla = Simulation(policy).sla
+            slo = policy.slo
             met, worst = 0, 0.0
             for date in dates:
                 begins = dt_midnight(date)
                 mask = (trace.arrival_s >= begins) & (trace.arrival_s < begins + 86_400)
-                day = latency_summary(run.ttft_s[mask], run.e2e_s[mask], sla)
-                met += day.meets_sla
+                day = latency_summary(run.ttft_s[mask], run.e2e_s[mask], slo)
+                met += day.meets_slo
                 worst = max(worst, day.p99_ttft_s)
             burst = (
                 f"{report.burst_to_capacity_s:.0f}/{report.burst_to_capacity_max_s:.0f} s"
