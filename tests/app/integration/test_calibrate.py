@@ -1,5 +1,6 @@
 """`fleet calibrate` against the real vLLM CPU server with the tiny model (no gateway): the
-file it writes loads into ReplicaModel and drives `fleet simulate --replica`."""
+file it writes loads into ReplicaModel and drives `fleet simulate --replica`. It measures
+the package's shared vLLM server: one start fewer in the suite."""
 
 from __future__ import annotations
 
@@ -7,23 +8,16 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from infra.sim.replica_model import load_replica
-from tests.processes import VllmServer, started_vllm
+from tests.processes import VllmServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CALIBRATION_S = 40
-
-
-@pytest.fixture(scope="module")
-def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
-    with started_vllm(tmp_path_factory.mktemp("vllm") / "vllm.log") as server:
-        yield server
 
 
 def fleet(*args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
