@@ -15,7 +15,13 @@ import signal
 import sys
 from pathlib import Path
 
-from infra.cli.common import CommandError, add_policy_option, positive_float, positive_int, selected_policy
+from infra.cli.common import (
+    CommandError,
+    add_policy_option,
+    positive_float,
+    positive_int,
+    selected_policy,
+)
 from infra.local.fleet import STATUS_FILE, FleetError, FleetOptions, LocalFleet
 
 DEFAULT_STATE_DIR = Path(".serve/fleet")
@@ -71,7 +77,9 @@ def read_status(state_dir: Path) -> dict[str, object]:
     try:
         status: dict[str, object] = json.loads(path.read_text())
     except FileNotFoundError:
-        raise CommandError(f"no local fleet has run here ({path} is missing): `make serve`") from None
+        raise CommandError(
+            f"no local fleet has run here ({path} is missing): `make serve`"
+        ) from None
     except ValueError as error:
         raise CommandError(f"{path} is not valid JSON: {error}") from None
     return status
@@ -86,7 +94,11 @@ def run_status(args: argparse.Namespace) -> int:
     age_s = (dt.datetime.now(dt.UTC) - updated).total_seconds()
     clock = status["clock"]
     assert isinstance(clock, dict)
-    stale = f"  (stale: written {age_s:.0f} s ago; the fleet is not running)" if age_s > STALE_STATUS_S else ""
+    stale = (
+        f"  (stale: written {age_s:.0f} s ago; the fleet is not running)"
+        if age_s > STALE_STATUS_S
+        else ""
+    )
     print(f"load balancer {status['load_balancer']}  engine {status['engine']}{stale}")
     print(f"clock {clock['now']}  x{clock['speed']:g}  elapsed {clock['elapsed_s']:.0f} s")
     demand = status["demand_per_instance"]
@@ -102,7 +114,9 @@ def run_status(args: argparse.Namespace) -> int:
         + ("-" if queue is None else f"{queue:.1f}")
     )
     print()
-    print(f"{'replica':<18}{'state':<12}{'lb':<10}{'running':>8}{'queued':>8}{'served':>8}  gateway")
+    print(
+        f"{'replica':<18}{'state':<12}{'lb':<10}{'running':>8}{'queued':>8}{'served':>8}  gateway"
+    )
     replicas = status["replicas"]
     assert isinstance(replicas, list)
     for row in replicas:
@@ -146,4 +160,3 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     status.add_argument("--decisions", type=positive_int, default=8, help="how many to show")
     status.add_argument("--json", action="store_true", help="the raw status document")
     status.set_defaults(handler=run_status)
-

@@ -28,7 +28,7 @@ AUTOSCALING_XMLNS = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
 class _Quiet(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _send(self, status: int, body: str, content_type: str = "text/plain") -> None:
@@ -50,14 +50,14 @@ class InstanceMetadataServer:
         outer = self
 
         class Handler(_Quiet):
-            def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+            def do_PUT(self) -> None:
                 if self.path != TOKEN_PATH:
                     return self._send(404, "")
                 if "x-aws-ec2-metadata-token-ttl-seconds" not in self.headers:
                     return self._send(400, "")
                 return self._send(200, token)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.headers.get("x-aws-ec2-metadata-token") != token:
                     return self._send(401, "")
                 if self.path == INSTANCE_ID_PATH:
@@ -83,15 +83,13 @@ class InstanceMetadataServer:
 class LifecycleEndpoint:
     """EC2 Auto Scaling's CompleteLifecycleAction for one group and one termination hook."""
 
-    def __init__(
-        self, group: str, hook: str, on_complete: Callable[[str], bool]
-    ) -> None:
+    def __init__(self, group: str, hook: str, on_complete: Callable[[str], bool]) -> None:
         """`on_complete(instance_id)` is True if that instance was in Terminating:Wait."""
         self.group = group
         self.hook = hook
 
         class Handler(_Quiet):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 action = form.get("Action")

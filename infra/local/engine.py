@@ -239,8 +239,13 @@ def build_app(model_name: str, engine: EmulatedEngine) -> Starlette:
                     }
                     yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
             if include_usage:
-                tail = {"id": request_id, "object": kind, "model": model_name, "choices": []}
-                tail["usage"] = usage
+                tail: dict[str, Any] = {
+                    "id": request_id,
+                    "object": kind,
+                    "model": model_name,
+                    "choices": [],
+                    "usage": usage,
+                }
                 yield b"data: " + json.dumps(tail).encode() + b"\n\n"
             yield b"data: [DONE]\n\n"
         finally:

@@ -588,11 +588,15 @@ class LocalFleet:
                 replica.in_service_at_s = self.clock.elapsed_s()
                 log.info("%s in service", replica.instance_id)
             age_s = self.clock.elapsed_s() - replica.launched_at_s
+            # As the ASG with ELB health checks: a replica in service is replaced when the
+            # load balancer finds it unhealthy (its processes are not looked at, as no
+            # instance's are); one still booting when its launch failed or its grace ran out.
             unhealthy = replica.state == "in service" and health.startswith("DOWN")
-            hung = replica.state == "pending" and age_s > grace_s
-            if replace and (dead or unhealthy or hung):
-                reason = "process exited" if dead else "failed health checks"
-                self._decide(self.status.desired, self.status.desired, f"replace {replica.instance_id}: {reason}")
+            failed_launch = replica.state == "pending" and (dead or age_s > grace_s)
+            if replace and (unhealthy or failed_launch):
+                reason = "failed health checks" if unhealthy else "launch failed"
+                why = f"replace {replica.instance_id}: {reason}"
+                self._decide(self.status.desired, self.status.desired, why)
                 self._remove(replica)
                 self.status.replaced += 1
         if not replace:
@@ -605,7 +609,7 @@ class LocalFleet:
             # Pending first, then the newest in service (a stable choice, as AWS's
             # default termination policy is once zones and templates tie).
             victims = sorted(active, key=lambda r: (r.state != "pending", -r.launched_at_s))
-            for replica in victims[: -missing]:
+            for replica in victims[:-missing]:
                 self._begin_drain(replica, "scale-in")
 
     # -- the autoscaler ------------------------------------------------------------------
@@ -700,6 +704,8 @@ class LocalFleet:
                     "state": replica.state,
                     "load_balancer": row.get("status", "?"),
                     "gateway": replica.gateway_url,
+                    "gateway_pid": replica.gateway.pid,
+                    "engine_pid": replica.engine.pid,
                     "running": gauges.get("gateway_running_sequences", 0.0),
                     "queued": gauges.get("gateway_queued_sequences", 0.0),
                     "served": int(float(row.get("stot", 0) or 0)) - replica.served_before,

@@ -66,6 +66,10 @@ class HaproxyConfig:
                 "defaults",
                 "    mode http",
                 "    option http-server-close",
+                # A request that cannot connect (a dead replica not yet out) goes to another
+                # server, as the ALB retries a target it could not reach.
+                "    retries 3",
+                "    option redispatch",
                 "    timeout connect 2s",
                 f"    timeout client {timeout_ms}ms",
                 f"    timeout server {timeout_ms}ms",
@@ -146,7 +150,9 @@ class HaproxyRuntime:
         return table
 
 
-def start_haproxy(config: HaproxyConfig, state_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+def start_haproxy(
+    config: HaproxyConfig, state_dir: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
     """Validate the configuration, then run HAProxy in the foreground (its own session)."""
     binary = haproxy_binary()
     config_path = state_dir / "haproxy.cfg"

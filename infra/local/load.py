@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -113,8 +114,10 @@ async def closed_loop(
     stream_every: int = 0,
     max_requests: int = 2_000,
     request_timeout_s: float = 120.0,
+    stop_when: Callable[[], bool] = lambda: False,
 ) -> list[Outcome]:
-    """`clients` loops until `duration_s` has passed; every `stream_every`-th one streams."""
+    """`clients` loops until `duration_s` has passed or `stop_when()` holds; every
+    `stream_every`-th client streams."""
     if not 1 <= clients <= 256 or not 0 < duration_s <= MAX_DURATION_S:
         raise LoadError(f"1-256 clients for at most {MAX_DURATION_S:g} s, got {clients}")
     if not 1 <= max_requests <= MAX_REQUESTS:
@@ -126,7 +129,11 @@ async def closed_loop(
         async def one_client(index: int) -> None:
             stream = stream_every > 0 and index % stream_every == 0
             mine = RequestSpec(spec.prompt_tokens, spec.output_tokens, stream)
-            while time.monotonic() - started < duration_s and len(outcomes) < max_requests:
+            while (
+                time.monotonic() - started < duration_s
+                and len(outcomes) < max_requests
+                and not stop_when()
+            ):
                 outcomes.append(await send_one(client, model, mine, started))
 
         await asyncio.gather(*(one_client(i) for i in range(clients)))
