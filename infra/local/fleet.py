@@ -451,8 +451,9 @@ class LocalFleet:
             "PROBE_TIMEOUT_S": f"{max(2.0, PROBE_TIMEOUT_S / speed):g}",
             "UPSTREAM_METRICS_INTERVAL_S": f"{max(0.05, PROBE_INTERVAL_S / speed):g}",
             "DRAIN_DEADLINE_S": f"{DRAIN_DEADLINE_S / speed:g}",
-            # Linger until HAProxy has seen the drain (its slot is in drain already).
-            "DRAIN_MIN_S": f"{max(DRAIN_MIN_S / speed, self.haproxy_config.takeout_s):g}",
+            # HAProxy's slot is put in drain before the lifecycle state turns, so no new
+            # request arrives during the linger: production's, scaled.
+            "DRAIN_MIN_S": f"{DRAIN_MIN_S / speed:g}",
         }
         settings.update(dict(self.options.gateway_settings))
         path = replica_dir / "gateway.env"
