@@ -705,6 +705,8 @@ class LocalFleet:
                     "state": replica.state,
                     "load_balancer": row.get("status", "?"),
                     "gateway": replica.gateway_url,
+                    "rss_mib": round(replica.gateway.rss_mib() + replica.engine.rss_mib(), 1),
+                    "cpu_s": round(replica.gateway.cpu_s() + replica.engine.cpu_s(), 2),
                     "gateway_pid": replica.gateway.pid,
                     "engine_pid": replica.engine.pid,
                     "running": gauges.get("gateway_running_sequences", 0.0),

@@ -88,6 +88,7 @@ def test_burst_scales_out_spreads_and_drains_back_without_loss(
     before = local_fleet.status()
     assert before["desired"] == 2 and before["in_service"] == 2
     original = {r["instance_id"] for r in before["replicas"]}
+    cpu_before = {r["instance_id"]: r["cpu_s"] for r in before["replicas"]}
 
     # GIVEN two replicas at the floor, WHEN a burst holds demand above target
     timeline = Timeline(local_fleet)
@@ -109,6 +110,7 @@ def test_burst_scales_out_spreads_and_drains_back_without_loss(
             stop_when=third_serving,
         )
     )
+    burst_s = time.monotonic() - timeline.started
     scaled_at = timeline.first(lambda s: s["desired"] >= 3)
     in_service_at = timeline.first(lambda s: s["in_service"] >= 3)
     after_burst = timeline.latest
@@ -168,6 +170,13 @@ def test_burst_scales_out_spreads_and_drains_back_without_loss(
             "tail_streams": tally(tail),
             "served_by_new_replicas": sum(r["served"] for r in fresh),
             "drained_replicas": final["terminated"] - drained_before,
+            # Memory and CPU of one replica (gateway + emulated engine) over the burst.
+            "replica_rss_mib": [r["rss_mib"] for r in after_burst["replicas"]],
+            "replica_cpu_percent_in_burst": [
+                round(100 * (r["cpu_s"] - cpu_before.get(r["instance_id"], 0.0)) / burst_s)
+                for r in after_burst["replicas"]
+                if r["instance_id"] in original
+            ],
             "decisions": [f"{d['desired_from']}->{d['desired_to']}: {d['why']}" for d in drained],
         }
     )
