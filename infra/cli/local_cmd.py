@@ -138,6 +138,67 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_replay(args: argparse.Namespace) -> int:
+    from infra.cli.simulate_cmd import simulation_from
+    from infra.local.replay import ReplayError, replay
+    from infra.sim.report import as_json, table
+    from infra.sim.trace import TraceError, read_trace
+
+    policy = selected_policy(args)
+    try:
+        trace = read_trace(args.trace, policy.schedule.zone)
+    except TraceError as error:
+        raise CommandError(str(error)) from None
+    simulation = simulation_from(args, policy)
+    logging.basicConfig(level=logging.WARNING, format="fleet local: %(message)s")
+    try:
+        report = replay(
+            trace,
+            simulation,
+            args.speed,
+            args.state_dir,
+            max_requests=args.max_requests,
+            max_wall_s=args.max_wall_s,
+        )
+    except (ReplayError, FleetError) as error:
+        raise CommandError(str(error)) from None
+    if args.plot is not None:
+        from infra.sim.plot import write_timeline
+
+        target = policy.default.target_ongoing_requests
+        zone = policy.schedule.zone
+        write_timeline(args.plot, report.local, report.window, simulation.sla, zone, target)
+        simulated_plot = args.plot.with_suffix(".sim.png")
+        write_timeline(
+            simulated_plot, report.simulated, report.window, simulation.sla, zone, target
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "local": as_json(report.local, report.window, simulation.sla, args.seed),
+                    "simulated": as_json(
+                        report.simulated, report.window, simulation.sla, args.seed
+                    ),
+                    "comparison": report.comparison.as_json(),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    print("local fleet (emulated engines):")
+    print(table(report.local, report.window, simulation.sla, args.seed))
+    print()
+    print("simulator:")
+    print(table(report.simulated, report.window, simulation.sla, args.seed))
+    print()
+    print("\n".join(report.comparison.lines()))
+    if args.plot is not None:
+        print(f"timelines written to {args.plot} (local) and {simulated_plot} (simulator)")
+    return 0
+
+
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subcommands.add_parser("local", help="the production shape on this machine")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -160,3 +221,21 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     status.add_argument("--decisions", type=positive_int, default=8, help="how many to show")
     status.add_argument("--json", action="store_true", help="the raw status document")
     status.set_defaults(handler=run_status)
+
+    from infra.cli.simulate_cmd import add_simulation_options, png_path
+    from infra.local.replay import MAX_REQUESTS, MAX_WALL_S
+
+    replay = actions.add_parser(
+        "replay", help="send a trace through a local fleet and compare with the simulator"
+    )
+    replay.add_argument("--trace", type=Path, required=True, metavar="FILE.csv")
+    replay.add_argument("--speed", type=positive_float, default=10.0, help="clock speed-up")
+    replay.add_argument("--state-dir", type=Path, default=Path(".serve/replay"))
+    replay.add_argument("--max-requests", type=positive_int, default=MAX_REQUESTS)
+    replay.add_argument(
+        "--max-wall-s", type=positive_float, default=MAX_WALL_S, help="wall-time bound"
+    )
+    replay.add_argument("--json", action="store_true", help="machine-readable output")
+    replay.add_argument("--plot", type=png_path, metavar="FILE.png", help="write timelines")
+    add_simulation_options(replay)
+    replay.set_defaults(handler=run_replay)

@@ -283,6 +283,11 @@ class FleetStatus:
     launched: int = 0
     terminated: int = 0
     replaced: int = 0
+    # (launched, stopped or None) in policy seconds, for replica-seconds.
+    lifetimes: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+    # One row per metric period: (at_s, Demand, QueueDepth per instance, desired, in service).
+    periods: list[tuple[float, float | None, float | None, int, int]] = field(default_factory=list)
+    in_service_changes: list[tuple[float, int]] = field(default_factory=list)
 
 
 class LocalFleet:
@@ -313,6 +318,7 @@ class LocalFleet:
         self._lifecycle = LifecycleEndpoint(GROUP_NAME, HOOK_NAME, self._complete_lifecycle)
         self._cloudwatch: Any = None
         self._status_written = 0.0
+        self._restarted = False
 
     # -- lifecycle of the whole fleet --------------------------------------------------
 
@@ -367,12 +373,37 @@ class LocalFleet:
     def stop(self) -> None:
         self._stopping.set()
 
+    def snapshot_in_service(self) -> int:
+        return sum(r.state == "in service" for r in list(self.status.replicas.values()))
+
+    def restart_clock(self) -> None:
+        """Start policy time now (a replay's first instant), with the fleet as it stands:
+        the replicas running count as launched at 0, and nothing is remembered of before."""
+        with self._lock:
+            self.clock = FleetClock(self.options.speed, self.options.start_at)
+            self._replay = ReplayState()
+            self._restarted = True
+            for replica in self.status.replicas.values():
+                replica.launched_at_s = 0.0
+                if replica.in_service_at_s is not None:
+                    replica.in_service_at_s = 0.0
+                self.status.lifetimes[replica.instance_id] = (0.0, None)
+            self.status.lifetimes = {
+                k: v for k, v in self.status.lifetimes.items() if k in self.status.replicas
+            }
+            self.status.periods.clear()
+            self.status.in_service_changes.clear()
+            self._note_in_service()
+
     def run(self) -> None:
         """The control loop, until `stop()`; then every replica drains and all stops."""
         self.start()
         next_period = self.clock.elapsed_s() + self.period_s
         try:
             while not self._stopping.is_set():
+                if self._restarted:
+                    self._restarted = False
+                    next_period = self.clock.elapsed_s() + self.period_s
                 self._reconcile()
                 if self.clock.elapsed_s() >= next_period:
                     self._scale(next_period)
@@ -536,6 +567,7 @@ class LocalFleet:
         with self._lock:
             self.status.replicas[instance_id] = replica
             self.status.launched += 1
+            self.status.lifetimes[instance_id] = (replica.launched_at_s, None)
         log.info("launched %s in slot %d (%s)", instance_id, slot, why)
         return replica
 
@@ -548,9 +580,16 @@ class LocalFleet:
         log.info("%s completed its lifecycle action", instance_id)
         return True
 
+    def _note_in_service(self) -> None:
+        count = sum(r.state == "in service" for r in self.status.replicas.values())
+        changes = self.status.in_service_changes
+        if not changes or changes[-1][1] != count:
+            changes.append((self.clock.elapsed_s(), count))
+
     def _begin_drain(self, replica: Replica, why: str) -> None:
         replica.state = "draining"
         replica.draining_since_s = self.clock.elapsed_s()
+        self._note_in_service()
         # What EC2 Auto Scaling does on a scale-in with a termination hook: deregister from
         # the target group (new requests go elsewhere) and enter Terminating:Wait.
         try:
@@ -567,6 +606,9 @@ class LocalFleet:
         replica.imds.close()
         with self._lock:
             self.status.replicas.pop(replica.instance_id, None)
+            launched, _ = self.status.lifetimes[replica.instance_id]
+            self.status.lifetimes[replica.instance_id] = (launched, self.clock.elapsed_s())
+        self._note_in_service()
 
     def _reconcile(self, replace: bool = True) -> None:
         """Move replicas between states; replace the failed; launch or drain to `desired`."""
@@ -587,6 +629,7 @@ class LocalFleet:
             if replica.state == "pending" and health.startswith("UP"):
                 replica.state = "in service"
                 replica.in_service_at_s = self.clock.elapsed_s()
+                self._note_in_service()
                 log.info("%s in service", replica.instance_id)
             age_s = self.clock.elapsed_s() - replica.launched_at_s
             # As the ASG with ELB health checks: a replica in service is replaced when the
@@ -661,6 +704,8 @@ class LocalFleet:
             self._decide(before, desired, self._why(demand, queue, minimum))
         self.status.minimum = minimum
         self.status.desired = desired
+        in_service = sum(r.state == "in service" for r in self.status.replicas.values())
+        self.status.periods.append((at_s, demand, queue, desired, in_service))
 
     def _why(self, demand: float | None, queue: float | None, minimum: int) -> str:
         alarms = []

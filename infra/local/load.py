@@ -32,6 +32,7 @@ class RequestSpec:
     output_tokens: int
     stream: bool = False
     at_s: float = 0.0  # wall seconds after the load's start (open loop)
+    api_key: str | None = None  # the tenant's, when not the client's default
 
 
 @dataclass(frozen=True)
@@ -65,18 +66,19 @@ async def send_one(
         "max_tokens": spec.output_tokens,
         "stream": spec.stream,
     }
+    headers = {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else None
     sent = time.monotonic()
     ttft: float | None = None
     try:
         if not spec.stream:
-            response = await client.post("/v1/completions", json=body)
+            response = await client.post("/v1/completions", json=body, headers=headers)
             latency = time.monotonic() - sent
             ok = response.status_code == 200 and bool(response.json().get("choices"))
             return Outcome(
                 spec, sent - started, response.status_code, latency if ok else None, latency, ok
             )
         done = False
-        async with client.stream("POST", "/v1/completions", json=body) as response:
+        async with client.stream("POST", "/v1/completions", json=body, headers=headers) as response:
             status = response.status_code
             async for line in response.aiter_lines():
                 if not line.startswith("data: "):
