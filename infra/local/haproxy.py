@@ -66,6 +66,9 @@ class HaproxyConfig:
                 "defaults",
                 "    mode http",
                 "    option http-server-close",
+                # Forward each streamed token at once, as the ALB does: without it HAProxy
+                # lets small chunks wait (measured +160 ms to the first token of a stream).
+                "    option http-no-delay",
                 # A request that cannot connect (a dead replica not yet out) goes to another
                 # server, as the ALB retries a target it could not reach.
                 "    retries 3",

@@ -33,6 +33,7 @@ from infra.policy.schedule import minimum_at
 from infra.sim.engine import RunResult, Timeline
 from infra.sim.gateway import REFUSED_QUEUE_FULL, REFUSED_TENANT_SHARE
 from infra.sim.metrics import ConfigReport, summarize
+from infra.sim.replica_model import A10G_VLLM
 from infra.sim.runner import POLICY_CONFIG, Simulation, run_configs
 from infra.sim.runner import Outcome as SimOutcome
 from infra.sim.trace import Trace
@@ -58,6 +59,7 @@ class Comparison:
     shed_sim: int
     p99_ttft_local_s: float
     p99_ttft_sim_s: float
+    path_overhead_ms: float  # measured, removed from the local latencies before scaling
 
     @property
     def replica_seconds_diff(self) -> float:
@@ -82,6 +84,8 @@ class Comparison:
             f"  requests shed    local {self.shed_local}  sim {self.shed_sim}",
             f"  p99 TTFT         local {self.p99_ttft_local_s:.2f} s  "
             f"sim {self.p99_ttft_sim_s:.2f} s  ({self.p99_ttft_diff:+.1%})",
+            f"  (the unloaded path's {self.path_overhead_ms:.0f} ms of wall time, HAProxy, "
+            "gateway and engine tick, counted once, not times the speed)",
         ]
 
 
@@ -127,6 +131,26 @@ class LocalRun:
     result: RunResult
     outcomes: list[Outcome]
     decisions: list[dict[str, object]]
+    overhead_s: float  # wall seconds the unloaded path adds to a first token
+
+
+# Requests that measure the unloaded path (HAProxy, the gateway, the engine's scheduler
+# tick): its wall time is real, not compressed, so it must not be multiplied by the speed.
+CALIBRATION_REQUESTS = 5
+
+
+def measure_overhead(url: str, key: str, model_s_per_token: float, speed: float) -> float:
+    """Median wall seconds from send to first token of a 1-token stream, less the engine's
+    own (compressed) time for it."""
+    specs = [
+        RequestSpec(prompt_tokens=1, output_tokens=1, stream=True, at_s=0.05 * i)
+        for i in range(CALIBRATION_REQUESTS)
+    ]
+    outcomes = asyncio.run(open_loop(url, key, MODEL, specs, max_in_flight=1))
+    firsts = sorted(o.ttft_s for o in outcomes if o.complete and o.ttft_s is not None)
+    if not firsts:
+        raise ReplayError("the fleet answered none of the calibration requests")
+    return max(0.0, firsts[len(firsts) // 2] - model_s_per_token / speed)
 
 
 def run_local(
@@ -162,6 +186,10 @@ def run_local(
             if time.monotonic() > deadline or not runner.is_alive():
                 raise ReplayError(f"the fleet did not serve; see {state_dir / 'logs'}")
             time.sleep(0.1)
+        url = f"http://127.0.0.1:{fleet.options.port}"
+        overhead_s = measure_overhead(
+            url, next(iter(keys.values())), 1 / A10G_VLLM.decode_tokens_per_s, speed
+        )
         fleet.restart_clock()
         began = time.monotonic()
         specs = [
@@ -182,7 +210,7 @@ def run_local(
         ]
         outcomes = asyncio.run(
             open_loop(
-                f"http://127.0.0.1:{fleet.options.port}",
+                url,
                 next(iter(keys.values())),
                 MODEL,
                 specs,
@@ -206,9 +234,10 @@ def run_local(
         for launched, stopped in lifetimes.values()
     )
     return LocalRun(
-        _result(trace, outcomes, speed, replica_s, decisions, periods, changes),
+        _result(trace, outcomes, speed, overhead_s, replica_s, decisions, periods, changes),
         outcomes,
         decisions,
+        overhead_s,
     )
 
 
@@ -216,15 +245,20 @@ def _result(
     trace: Trace,
     outcomes: list[Outcome],
     speed: float,
+    overhead_s: float,
     replica_s: float,
     decisions: list[dict[str, object]],
     periods: list[tuple[float, float | None, float | None, int, int]],
     changes: list[tuple[float, int]],
 ) -> RunResult:
+    # Policy seconds: the compressed part times the speed, the path's real overhead once.
+    def policy_s(wall_s: float) -> float:
+        return max(0.0, wall_s - overhead_s) * speed + overhead_s
+
     ttft = np.array(
-        [o.ttft_s * speed if o.complete and o.ttft_s is not None else math.inf for o in outcomes]
+        [policy_s(o.ttft_s) if o.complete and o.ttft_s is not None else math.inf for o in outcomes]
     )
-    e2e = np.array([o.latency_s * speed if o.complete else math.inf for o in outcomes])
+    e2e = np.array([policy_s(o.latency_s) if o.complete else math.inf for o in outcomes])
     refused = np.array(
         [
             0 if o.complete else REFUSED_TENANT_SHARE if o.status == 429 else REFUSED_QUEUE_FULL
@@ -304,5 +338,6 @@ def replay(
         shed_sim=sim_report.sheds.requests,
         p99_ttft_local_s=report.latency.p99_ttft_s,
         p99_ttft_sim_s=sim_report.latency.p99_ttft_s,
+        path_overhead_ms=local.overhead_s * 1000,
     )
     return ReplayReport(SimOutcome([report], [local.result]), simulated, comparison, span)
