@@ -60,6 +60,8 @@ class Comparison:
     p99_ttft_local_s: float
     p99_ttft_sim_s: float
     path_overhead_ms: float  # measured, removed from the local latencies before scaling
+    p50_ttft_local_s: float = 0.0
+    p50_ttft_sim_s: float = 0.0
 
     @property
     def replica_seconds_diff(self) -> float:
@@ -84,6 +86,8 @@ class Comparison:
             f"  requests shed    local {self.shed_local}  sim {self.shed_sim}",
             f"  p99 TTFT         local {self.p99_ttft_local_s:.2f} s  "
             f"sim {self.p99_ttft_sim_s:.2f} s  ({self.p99_ttft_diff:+.1%})",
+            f"  p50 TTFT         local {self.p50_ttft_local_s:.2f} s  "
+            f"sim {self.p50_ttft_sim_s:.2f} s",
             f"  (the unloaded path's {self.path_overhead_ms:.0f} ms of wall time, HAProxy, "
             "gateway and engine tick, counted once, not times the speed)",
         ]
@@ -339,5 +343,7 @@ def replay(
         p99_ttft_local_s=report.latency.p99_ttft_s,
         p99_ttft_sim_s=sim_report.latency.p99_ttft_s,
         path_overhead_ms=local.overhead_s * 1000,
+        p50_ttft_local_s=report.latency.p50_ttft_s,
+        p50_ttft_sim_s=sim_report.latency.p50_ttft_s,
     )
     return ReplayReport(SimOutcome([report], [local.result]), simulated, comparison, span)
