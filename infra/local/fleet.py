@@ -148,6 +148,25 @@ def boot_delay_s(engine: EngineKind) -> float:
     return sum(p.typical_s for p in cold_start.BOOT_TIMELINE if p.name != "first-ready-probe")
 
 
+def gateway_argv(port: int) -> list[str]:
+    """gateway.service's ExecStart, run by this interpreter, on loopback (a test holds the
+    flags equal to the unit's)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "app.main:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--timeout-keep-alive",
+        str(KEEP_ALIVE_S),
+    ]
+
+
 class Process:
     """A child in a session of its own (a stop reaches its children), logging to a file."""
 
@@ -536,21 +555,8 @@ class LocalFleet:
         # AWS_ENDPOINT_URL_<SERVICE>: boto3's own per-service endpoint variables.
         gateway_env["AWS_ENDPOINT_URL_CLOUDWATCH"] = f"http://127.0.0.1:{self.moto_port}"
         gateway_env["AWS_ENDPOINT_URL_AUTO_SCALING"] = self._lifecycle.url
-        gateway_argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "app.main:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(gateway_port),
-            "--no-access-log",
-            "--timeout-keep-alive",
-            str(KEEP_ALIVE_S),
-        ]
-        gateway = Process("gateway", gateway_argv, gateway_env, replica_dir / "gateway.log")
+        argv = gateway_argv(gateway_port)
+        gateway = Process("gateway", argv, gateway_env, replica_dir / "gateway.log")
         served_before = int(float(self.runtime.servers().get(slot, {}).get("stot", 0) or 0))
         replica = Replica(
             slot=slot,

@@ -80,6 +80,25 @@ def test_haproxy_accepts_the_configuration(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr
 
 
+def test_replicas_start_the_gateway_with_the_units_flags() -> None:
+    from infra.local.fleet import KEEP_ALIVE_S, gateway_argv
+    from infra.stack.load_balancer import backend_keep_alive_s
+    from infra.stack.settings import StackSettings
+    from tests.ami.unitfile import UNITS_DIR, exec_start_argv, parse_unit, unit_assignments
+
+    unit = parse_unit(UNITS_DIR / "gateway.service")
+    unit_argv = exec_start_argv(unit, unit_assignments(unit))
+    local = gateway_argv(18000)
+
+    def flags(argv: list[str]) -> list[str]:
+        return [word for word in argv if word.startswith("--")]
+
+    assert flags(local) == flags(unit_argv[1:])
+    assert local[local.index("--factory") + 1] == unit_argv[unit_argv.index("--factory") + 1]
+    default_longest_s = StackSettings.model_fields["longest_request_s"].default
+    assert backend_keep_alive_s(default_longest_s) == KEEP_ALIVE_S
+
+
 def test_boot_delay_is_the_cold_start_timeline_less_the_load_balancer_checks() -> None:
     last = next(p for p in cold_start.BOOT_TIMELINE if p.name == "first-ready-probe")
     assert boot_delay_s("emulated") == cold_start.time_to_ready_s() - last.typical_s
