@@ -27,12 +27,12 @@ TTFT_ALLOWANCE_S = 0.08 * SPEED
 
 
 def write_trace(path: Path) -> int:
-    """A light start, a 90 s burst of ~11 sequences per instance on 2 (above the target of
+    """A light start, an 80 s burst of ~11 sequences per instance on 2 (above the target of
     10, under the 12 each runs: a scale-out, no queue to speak of), then quiet."""
     rows = ["timestamp,tenant,prompt_tokens,output_tokens"]
     tenants = ("acme", "globex", "initech", "umbrella")
     t, index = START_EPOCH_S + 5, 0
-    for until, step, prompt, output in ((40, 2.0, 400, 128), (130, 0.65, 600, 256)):
+    for until, step, prompt, output in ((25, 2.0, 400, 128), (105, 0.65, 600, 256)):
         while t < START_EPOCH_S + until:
             rows.append(f"{t:.2f},{tenants[index % 4]},{prompt},{output}")
             index, t = index + 1, t + step
