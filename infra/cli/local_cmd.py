@@ -167,18 +167,18 @@ def run_replay(args: argparse.Namespace) -> int:
 
         target = policy.default.target_ongoing_requests
         zone = policy.schedule.zone
-        write_timeline(args.plot, report.local, report.window, simulation.sla, zone, target)
+        write_timeline(args.plot, report.local, report.window, simulation.slo, zone, target)
         simulated_plot = args.plot.with_suffix(".sim.png")
         write_timeline(
-            simulated_plot, report.simulated, report.window, simulation.sla, zone, target
+            simulated_plot, report.simulated, report.window, simulation.slo, zone, target
         )
     if args.json:
         print(
             json.dumps(
                 {
-                    "local": as_json(report.local, report.window, simulation.sla, args.seed),
+                    "local": as_json(report.local, report.window, simulation.slo, args.seed),
                     "simulated": as_json(
-                        report.simulated, report.window, simulation.sla, args.seed
+                        report.simulated, report.window, simulation.slo, args.seed
                     ),
                     "comparison": report.comparison.as_json(),
                 },
@@ -188,10 +188,10 @@ def run_replay(args: argparse.Namespace) -> int:
         )
         return 0
     print("local fleet (emulated engines):")
-    print(table(report.local, report.window, simulation.sla, args.seed))
+    print(table(report.local, report.window, simulation.slo, args.seed))
     print()
     print("simulator:")
-    print(table(report.simulated, report.window, simulation.sla, args.seed))
+    print(table(report.simulated, report.window, simulation.slo, args.seed))
     print()
     print("\n".join(report.comparison.lines()))
     if args.plot is not None:

@@ -330,7 +330,7 @@ def replay(
     report: ConfigReport = summarize(
         local.result,
         span,
-        simulation.sla,
+        simulation.slo,
         simulation.mechanics.hourly_usd,
         policy.default.target_ongoing_requests,
     )
