@@ -263,6 +263,11 @@ def _result(
         [policy_s(o.ttft_s) if o.complete and o.ttft_s is not None else math.inf for o in outcomes]
     )
     e2e = np.array([policy_s(o.latency_s) if o.complete else math.inf for o in outcomes])
+    # When each client got its final answer or error, as the simulator records it for the
+    # SLO's burn-rate replay (the minute a request settles is the minute it is counted).
+    settled = np.asarray(trace.arrival_s, dtype=np.float64) + np.array(
+        [policy_s(o.latency_s) for o in outcomes]
+    )
     refused = np.array(
         [
             0 if o.complete else REFUSED_TENANT_SHARE if o.status == 429 else REFUSED_QUEUE_FULL
@@ -300,6 +305,7 @@ def _result(
         refused=refused,
         refusals={},
         retries=0,
+        settled_s=settled,
     )
 
 
