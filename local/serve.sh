@@ -6,6 +6,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=local/client_examples.sh
+source "$ROOT/local/client_examples.sh"
 cd "$ROOT"
 
 GATEWAY_PORT="${SERVE_GATEWAY_PORT:-8000}"
@@ -186,18 +188,9 @@ cat <<EOF
   Dev tenant 'dev', key (valid until this replica stops):
     $DEV_KEY
 
-  curl:
-    curl -s $BASE/v1/chat/completions \\
-      -H "Authorization: Bearer $DEV_KEY" -H "Content-Type: application/json" \\
-      -d '{"model": "$MODEL_NAME", "messages": [{"role": "user", "content": "When does the market open?"}], "max_tokens": 32}'
-
-  openai (Python SDK, in .venv):
-    OPENAI_API_KEY=$DEV_KEY .venv/bin/python -c '
-from openai import OpenAI
-client = OpenAI(base_url="$BASE/v1")
-reply = client.chat.completions.create(model="$MODEL_NAME", max_tokens=32,
-    messages=[{"role": "user", "content": "When does the market open?"}])
-print(reply.choices[0].message.content)'
+EOF
+client_examples "$BASE" "$DEV_KEY" "$MODEL_NAME"
+cat <<EOF
 
   Also: $BASE/health/ready, $BASE/metrics. Logs: $VLLM_LOG, $GATEWAY_LOG.
   Ctrl-C stops both.

@@ -7,6 +7,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=local/client_examples.sh
+source "$ROOT/local/client_examples.sh"
 cd "$ROOT"
 
 PORT="${SERVE_GATEWAY_PORT:-8000}"
@@ -99,18 +101,9 @@ cat <<EOT
   Dev tenant 'dev', key (valid until the fleet stops):
     $DEV_KEY
 
-  curl:
-    curl -s $BASE/v1/chat/completions \\
-      -H "Authorization: Bearer $DEV_KEY" -H "Content-Type: application/json" \\
-      -d '{"model": "$MODEL_NAME", "messages": [{"role": "user", "content": "When does the market open?"}], "max_tokens": 32}'
-
-  openai (Python SDK, in .venv):
-    OPENAI_API_KEY=$DEV_KEY .venv/bin/python -c '
-from openai import OpenAI
-client = OpenAI(base_url="$BASE/v1")
-reply = client.chat.completions.create(model="$MODEL_NAME", max_tokens=32,
-    messages=[{"role": "user", "content": "When does the market open?"}])
-print(reply.choices[0].message.content)'
+EOT
+client_examples "$BASE" "$DEV_KEY" "$MODEL_NAME"
+cat <<EOT
 
   The fleet: .venv/bin/fleet local status   (log: $LOG, replicas' logs: $STATE_DIR)
   Ctrl-C drains every replica, then stops.

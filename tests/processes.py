@@ -27,6 +27,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from infra.local.procfs import session_rss_mib
 from tests.ami.unitfile import UNITS_DIR, exec_start_argv, parse_unit, unit_assignments
 
 REPO = Path(__file__).resolve().parents[1]
@@ -292,19 +293,7 @@ class VllmServer(ManagedProcess):
 
     def rss_mib(self) -> float:
         """Resident memory of the server and its engine and worker processes."""
-        total_kib = 0
-        for pid_dir in Path("/proc").iterdir():
-            if not pid_dir.name.isdigit():
-                continue
-            try:
-                if os.getsid(int(pid_dir.name)) != self.pid:
-                    continue
-                for line in (pid_dir / "status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total_kib += int(line.split()[1])
-            except (OSError, ValueError):
-                continue
-        return total_kib / 1024
+        return session_rss_mib(self.pid)
 
 
 def gateway_env(

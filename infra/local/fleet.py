@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from infra.local.aws_local import InstanceMetadataServer, LifecycleEndpoint
 from infra.local.haproxy import HaproxyConfig, HaproxyRuntime, start_haproxy
+from infra.local.procfs import session_cpu_s, session_rss_mib
 from infra.policy import cold_start
 from infra.policy.aws_rules import (
     DEMAND_METRIC,
@@ -204,35 +205,11 @@ class Process:
             self.popen.wait(10.0)
 
     def rss_mib(self) -> float:
-        total_kib = 0
-        for pid_dir in Path("/proc").iterdir():
-            if not pid_dir.name.isdigit():
-                continue
-            try:
-                if os.getsid(int(pid_dir.name)) != self.pid:
-                    continue
-                for line in (pid_dir / "status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total_kib += int(line.split()[1])
-            except (OSError, ValueError):
-                continue
-        return total_kib / 1024
+        return session_rss_mib(self.pid)
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the session's live processes."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for pid_dir in Path("/proc").iterdir():
-            if not pid_dir.name.isdigit():
-                continue
-            try:
-                if os.getsid(int(pid_dir.name)) != self.pid:
-                    continue
-                fields = (pid_dir / "stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / ticks
-            except (OSError, ValueError, IndexError):
-                continue
-        return total
+        return session_cpu_s(self.pid)
 
 
 def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
