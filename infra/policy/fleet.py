@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
+from infra.policy.calendar import trading_day
 from infra.policy.errors import PolicyError
+from infra.policy.events import MarketEvent
 from infra.policy.market_hours import MarketHours, SpecialDay
 from infra.policy.queue import GatewayQueue
 from infra.policy.scaling import ScalingConfig, coupling_warnings
@@ -29,6 +32,10 @@ class FleetPolicy:
     # The service-level objective every request is judged against (targets, objective,
     # per-tenant targets and alarms).
     slo: Slo = field(default_factory=Slo)
+    # Scheduled market events (published and users' own) and the dates on which their
+    # pre-warms are cancelled (`cancel_events` in a policy file).
+    events: tuple[MarketEvent, ...] = ()
+    cancelled_event_dates: tuple[dt.date, ...] = ()
 
     def __post_init__(self) -> None:
         shared = (
@@ -69,6 +76,29 @@ class FleetPolicy:
                         f"window {day.start:%H:%M}-{day.end:%H:%M} on {day.date} overlaps "
                         f"{other.start:%H:%M}-{other.end:%H:%M} ({other.reason})",
                     )
+
+        for index, event in enumerate(self.events):
+            where = f"events[{index}]"
+            if event.min_replicas > self.default.max_replicas:
+                raise PolicyError(
+                    f"{where}.min_replicas",
+                    f"must be between 1 and max_replicas ({self.default.max_replicas}), "
+                    f"got {event.min_replicas}",
+                )
+            day = trading_day(self.schedule.exchange, event.date)
+            if day.is_holiday or event.date.weekday() not in self.schedule.weekdays:
+                closed = day.name or event.date.strftime("%A")
+                raise PolicyError(
+                    f"{where}.date",
+                    f"{event.date} ({event.name}) is a closed day on {self.schedule.exchange} "
+                    f"({closed}); events must fall on trading days",
+                )
+
+    @property
+    def active_events(self) -> tuple[MarketEvent, ...]:
+        """The events whose pre-warm applies (not on a cancelled date)."""
+        cancelled = set(self.cancelled_event_dates)
+        return tuple(e for e in self.events if e.date not in cancelled)
 
     @property
     def max_replicas(self) -> int:

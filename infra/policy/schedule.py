@@ -22,6 +22,8 @@ REASON_EARLY_CLOSE = "early-close"
 REASON_HOLIDAY = "holiday"
 REASON_SPECIAL = "special"
 REASON_SPECIAL_END = "special-end"
+REASON_EVENT = "event"
+REASON_EVENT_END = "event-end"
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,18 @@ def _windows(policy: FleetPolicy, date: dt.date) -> list[_Window]:
         )
         for special in policy.special_days
         if special.date == date
+    ]
+    windows += [
+        _Window(
+            start=dt.datetime.combine(date, event.start, zone),
+            end=dt.datetime.combine(date, event.end, zone),
+            min_replicas=event.min_replicas,
+            start_reason=REASON_EVENT,
+            end_reason=REASON_EVENT_END,
+            note=f"{event.name} {event.release:%H:%M}",
+        )
+        for event in policy.active_events
+        if event.date == date
     ]
     return windows
 

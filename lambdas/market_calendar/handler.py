@@ -11,7 +11,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # Named once for the gateways and this function; the zip carries infra/policy.
+from infra.policy import event_data_warning
 from infra.policy.aws_rules import METRICS_NAMESPACE
+from infra.policy.events import event_data_end
 from lambdas.market_calendar.reconcile import reconcile
 from lambdas.market_calendar.settings import CalendarRequest, CalendarSettings
 
@@ -43,6 +45,16 @@ def _autoscaling_client() -> AutoScalingClient:
     return boto3.client("autoscaling")
 
 
+def _event_calendar_metrics(settings: CalendarSettings, today: dt.date) -> None:
+    # An alarm on EventDataDaysLeft < 60 tells the owners to add next year's dates.
+    end = event_data_end(settings.policy.events)
+    days_left = (end - today).days if end else 0
+    metrics.add_metric(name="EventDataDaysLeft", unit=MetricUnit.Count, value=max(days_left, 0))
+    warning = event_data_warning(settings.policy.events, today)
+    if warning:
+        logger.warning(warning)
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, object]:
@@ -58,6 +70,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, object]:
     metrics.add_metric(name="ActionsUpdated", unit=MetricUnit.Count, value=len(summary.updated))
     metrics.add_metric(name="ActionsDeleted", unit=MetricUnit.Count, value=len(summary.deleted))
     metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=0)
+    _event_calendar_metrics(settings, summary.start)
     result = summary.as_json()
     logger.info("calendar run done", extra={"summary": result})
     return result
