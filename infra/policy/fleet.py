@@ -14,6 +14,23 @@ from infra.policy.scaling import ScalingConfig, coupling_warnings
 from infra.policy.slo import Slo
 
 
+def check_event(event: MarketEvent, hours: MarketHours, max_replicas: int, where: str) -> None:
+    """What an event cannot know alone: the fleet's maximum and the exchange's closed days."""
+    if event.min_replicas > max_replicas:
+        raise PolicyError(
+            f"{where}.min_replicas",
+            f"must be between 1 and max_replicas ({max_replicas}), got {event.min_replicas}",
+        )
+    day = trading_day(hours.exchange, event.date)
+    if day.is_holiday or event.date.weekday() not in hours.weekdays:
+        closed = day.name or event.date.strftime("%A")
+        raise PolicyError(
+            f"{where}.date",
+            f"{event.date} ({event.name}) is a closed day on {hours.exchange} ({closed}); "
+            "events must fall on trading days",
+        )
+
+
 @dataclass(frozen=True)
 class FleetPolicy:
     """Everything the stack, the calendar Lambda, the simulator and the KEDA export read.
@@ -78,21 +95,7 @@ class FleetPolicy:
                     )
 
         for index, event in enumerate(self.events):
-            where = f"events[{index}]"
-            if event.min_replicas > self.default.max_replicas:
-                raise PolicyError(
-                    f"{where}.min_replicas",
-                    f"must be between 1 and max_replicas ({self.default.max_replicas}), "
-                    f"got {event.min_replicas}",
-                )
-            day = trading_day(self.schedule.exchange, event.date)
-            if day.is_holiday or event.date.weekday() not in self.schedule.weekdays:
-                closed = day.name or event.date.strftime("%A")
-                raise PolicyError(
-                    f"{where}.date",
-                    f"{event.date} ({event.name}) is a closed day on {self.schedule.exchange} "
-                    f"({closed}); events must fall on trading days",
-                )
+            check_event(event, self.schedule, self.default.max_replicas, f"events[{index}]")
 
     @property
     def active_events(self) -> tuple[MarketEvent, ...]:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from infra.policy.errors import PolicyError
 from infra.policy.events import MarketEvent
-from infra.policy.fleet import FleetPolicy
+from infra.policy.fleet import FleetPolicy, check_event
 from infra.policy.market_hours import MarketHours, SpecialDay
 from infra.policy.queue import GatewayQueue
 from infra.policy.scaling import ScalingConfig
@@ -97,7 +97,7 @@ def policy_from_mapping(data: Mapping[str, Any], base: FleetPolicy) -> FleetPoli
     else:
         special_days = base.special_days
     queue = _build(GatewayQueue, base.queue, data.get("queue", {}), "queue")
-    events, cancelled = _events(data, base)
+    events, cancelled = _events(data, base, schedule, default.max_replicas)
     return FleetPolicy(
         default,
         market,
@@ -111,7 +111,7 @@ def policy_from_mapping(data: Mapping[str, Any], base: FleetPolicy) -> FleetPoli
 
 
 def _events(
-    data: Mapping[str, Any], base: FleetPolicy
+    data: Mapping[str, Any], base: FleetPolicy, hours: MarketHours, max_replicas: int
 ) -> tuple[tuple[MarketEvent, ...], tuple[dt.date, ...]]:
     """`[[events]]` entries are added to the base's (the published calendar); an entry equal
     to one already there is kept once. `cancel_events` dates drop every event on that date."""
@@ -123,6 +123,7 @@ def _events(
         if not isinstance(entry, Mapping):
             raise PolicyError(f"events[{index}]", f"must be a table, got {entry!r}")
         event = _build(MarketEvent, None, entry, f"events[{index}]")
+        check_event(event, hours, max_replicas, f"events[{index}]")
         if event not in events:
             events.append(event)
     dates = data.get("cancel_events", [])

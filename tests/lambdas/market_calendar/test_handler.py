@@ -283,3 +283,40 @@ def test_bad_event_is_refused_and_counted_as_an_error(
     assert scheduled(autoscaling) == before
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert [entry["Errors"] for entry in emf if "Errors" in entry] == [[1.0]]
+
+
+def test_fomc_afternoon_gets_an_event_window_and_a_second_run_changes_nothing(
+    autoscaling: Any, context: FakeLambdaContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the week of the 2026-12-09 FOMC statement (14:00 EST = 19:00 UTC)
+    first = lambda_handler({"date": "2026-12-07"}, context)
+
+    assert calendar_only(scheduled(autoscaling)) == {
+        "finsight-calendar-20261209-1350-event": ("2026-12-09T18:50:00Z", 3),
+        "finsight-calendar-20261209-1445-event-end": ("2026-12-09T19:45:00Z", 2),
+    }
+    assert len(first["created"]) == 2
+    again = lambda_handler({"date": "2026-12-07"}, context)
+    assert (again["created"], again["updated"], again["deleted"]) == ([], [], [])
+    emf = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+    # The published dates reach 2028-01-26: 415 days after 2026-12-07.
+    assert emf[-1]["EventDataDaysLeft"] == [415.0]
+
+
+def test_a_cancelled_event_day_loses_its_window(
+    autoscaling: Any, context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lambda_handler({"date": "2026-12-07"}, context)
+    monkeypatch.setenv("FLEET_POLICY_JSON", json.dumps({"cancel_events": ["2026-12-09"]}))
+
+    summary = lambda_handler({"date": "2026-12-07"}, context)
+
+    assert calendar_only(scheduled(autoscaling)) == {}
+    assert [a["name"] for a in summary["deleted"]] == [
+        "finsight-calendar-20261209-1350-event",
+        "finsight-calendar-20261209-1445-event-end",
+    ]
