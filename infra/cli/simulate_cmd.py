@@ -114,7 +114,8 @@ def simulation_from(args: argparse.Namespace, policy: FleetPolicy) -> Simulation
 
 def traffic(args: argparse.Namespace, policy: FleetPolicy, start: dt.date, days: int) -> Trace:
     scenario = Scenario(qpd_per_tenant=args.qpd_per_tenant)
-    return generate(scenario, policy.schedule, start, days, args.seed)
+    # Event days carry their burst whether or not the policy pre-warms for them.
+    return generate(scenario, policy.schedule, start, days, args.seed, policy.events)
 
 
 def run(args: argparse.Namespace) -> int:
