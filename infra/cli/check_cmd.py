@@ -100,10 +100,18 @@ def run(args: argparse.Namespace) -> int:
                 f"p50 {summary.queue_wait_p50_s:.2f} s p99 {summary.queue_wait_p99_s:.2f} s  "
                 f"burst->capacity p50/max {burst_cell(summary)}"
             )
+            after = [f"opens {_share(summary.open_attainment)}"] + [
+                f"{label} {_share(value)}" for label, value in summary.event_attainment.items()
+            ]
+            print(f"  {'':<10} in SLO 15 min after: {'; '.join(after)}")
         for finding in findings:
             print(finding.line())
         print("check failed" if failed else "check passed")
     return 1 if failed else 0
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
