@@ -53,6 +53,9 @@ class FleetPolicy:
     # pre-warms are cancelled (`cancel_events` in a policy file).
     events: tuple[MarketEvent, ...] = ()
     cancelled_event_dates: tuple[dt.date, ...] = ()
+    # Pre-warm windows learned from past demand (infra/policy/profile.py); set by the
+    # calendar function and the simulator, never in a policy file.
+    learned: tuple[MarketEvent, ...] = ()
 
     def __post_init__(self) -> None:
         shared = (
