@@ -14,9 +14,15 @@ from infra.policy.scaling import ScalingConfig, coupling_warnings
 from infra.policy.slo import Slo
 
 
-def check_event(event: MarketEvent, hours: MarketHours, max_replicas: int, where: str) -> None:
-    """What an event cannot know alone: the fleet's maximum and the exchange's closed days."""
-    if event.min_replicas > max_replicas:
+def check_event(
+    event: MarketEvent, hours: MarketHours, max_replicas: int | None, where: str
+) -> None:
+    """What an event cannot know alone: the fleet's maximum and the exchange's closed days.
+
+    `max_replicas` None skips the maximum: a policy file's entries are checked against it
+    (loader), while an environment with a smaller maximum than the published events' minimum
+    (a one-instance dev fleet) keeps them, capped at its maximum by the schedule."""
+    if max_replicas is not None and event.min_replicas > max_replicas:
         raise PolicyError(
             f"{where}.min_replicas",
             f"must be between 1 and max_replicas ({max_replicas}), got {event.min_replicas}",
@@ -98,7 +104,7 @@ class FleetPolicy:
                     )
 
         for index, event in enumerate(self.events):
-            check_event(event, self.schedule, self.default.max_replicas, f"events[{index}]")
+            check_event(event, self.schedule, None, f"events[{index}]")
 
     @property
     def active_events(self) -> tuple[MarketEvent, ...]:

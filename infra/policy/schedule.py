@@ -99,7 +99,7 @@ def _windows(policy: FleetPolicy, date: dt.date) -> list[_Window]:
         _Window(
             start=dt.datetime.combine(date, event.start, zone),
             end=dt.datetime.combine(date, event.end, zone),
-            min_replicas=event.min_replicas,
+            min_replicas=min(event.min_replicas, policy.max_replicas),
             start_reason=REASON_EVENT,
             end_reason=REASON_EVENT_END,
             note=f"{event.name} {event.release:%H:%M}",
