@@ -59,3 +59,24 @@ def test_policy_with_event_prewarm_beats_the_reactive_one_after_the_fomc_release
     cancelled = dataclasses.replace(policy, cancelled_event_dates=(FOMC_DAY,))
     again = run_configs(trace, Simulation(cancelled), configs=(POLICY_CONFIG,))
     assert again.report(POLICY_CONFIG).event_attainment[label] == reactive.event_attainment[label]
+
+
+def test_demand_by_minute_is_requests_in_flight_across_instances() -> None:
+    from array import array
+
+    from infra.sim.engine import RunResult, Timeline
+    from infra.sim.learned import demand_by_minute
+
+    start = at(14, 0)
+    timeline = Timeline(
+        time_s=array("d", [start, start + 10, start + 60]),
+        ongoing_per_instance=array("d", [5.0, 7.0, 2.0]),
+        in_service=array("l", [2, 2, 3]),
+    )
+    run = RunResult.__new__(RunResult)
+    run.timeline = timeline
+
+    demand = demand_by_minute(run, ZONE)[FOMC_DAY]
+
+    assert demand[14 * 60] == 12.0  # (5 x 2 + 7 x 2) / 2 ticks
+    assert demand[14 * 60 + 1] == 6.0 and demand[13 * 60] == 0.0
