@@ -18,7 +18,12 @@ from infra.cli.common import (
     print_json,
     selected_policy,
 )
-from infra.cli.simulate_cmd import add_simulation_options, simulation_from, traffic
+from infra.cli.simulate_cmd import (
+    add_simulation_options,
+    simulation_from,
+    traffic,
+    with_learned_profile,
+)
 from infra.policy import FLEET_POLICY
 from infra.policy.loader import load_policy
 from infra.sim.check import REFERENCE_DAYS, REFERENCE_START, Limits, evaluate
@@ -38,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         FLEET_POLICY if reference_path is None else load_policy(reference_path, FLEET_POLICY)
     )
     trace = traffic(args, proposed_policy, args.start, args.days)
+    # The learned profile, when asked for, is part of the proposal, not of the reference.
+    proposed_policy = with_learned_profile(args, proposed_policy, args.start, args.days)
     limits = Limits(cost_margin=args.cost_margin, max_reversals_per_trading_day=args.max_reversals)
     progress = ProgressBar()
     try:
@@ -100,10 +107,18 @@ def run(args: argparse.Namespace) -> int:
                 f"p50 {summary.queue_wait_p50_s:.2f} s p99 {summary.queue_wait_p99_s:.2f} s  "
                 f"burst->capacity p50/max {burst_cell(summary)}"
             )
+            after = [f"opens {_share(summary.open_attainment)}"] + [
+                f"{label} {_share(value)}" for label, value in summary.event_attainment.items()
+            ]
+            print(f"  {'':<10} in SLO 15 min after: {'; '.join(after)}")
         for finding in findings:
             print(finding.line())
         print("check failed" if failed else "check passed")
     return 1 if failed else 0
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

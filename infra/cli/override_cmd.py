@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from contract import OVERRIDE_ACTION_PREFIX
+from contract import CALENDAR_ACTION_PREFIX, OVERRIDE_ACTION_PREFIX
 from infra.cli.common import CommandError, iso_date, positive_int, print_json
 from infra.policy import FLEET_POLICY, FleetPolicy, minimum_at
 
@@ -237,10 +237,19 @@ def run_add(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     zone = FLEET_POLICY.schedule.zone
     client, asg, _ = connect(args)
-    overrides = live_overrides(one_off_actions(client, asg))
+    actions = one_off_actions(client, asg)
+    overrides = live_overrides(actions)
+    prewarms = calendar_prewarms(actions)
     if args.json:
         print_json([override.as_json(zone) for override in overrides])
         return 0
+    if prewarms:
+        print(f"calendar pre-warms on {asg} (cancel a day with `cancel_events` in the policy):")
+        for item in prewarms:
+            print(
+                f"  {item['StartTime'].astimezone(zone):%Y-%m-%d %H:%M}  min "
+                f"{item.get('MinSize')}  {action_reason(item['ScheduledActionName'])}"
+            )
     if not overrides:
         print(f"no overrides on {asg}")
         return 0
@@ -290,6 +299,25 @@ def run_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def action_reason(name: str) -> str:
+    """Why a one-off action exists: `override`, or the calendar's reason from its name
+    (`finsight-calendar-YYYYMMDD-HHMM-<reason>`: holiday, event, profile, ...)."""
+    if name.startswith(OVERRIDE_PREFIX):
+        return "override"
+    if name.startswith(CALENDAR_ACTION_PREFIX):
+        return name[len(CALENDAR_ACTION_PREFIX) + len("YYYYMMDD-HHMM-") :]
+    return "other"
+
+
+def calendar_prewarms(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The calendar function's pre-warm actions (market events, learned profile)."""
+    return [
+        item
+        for item in actions
+        if action_reason(item["ScheduledActionName"]).startswith(("event", "profile"))
+    ]
+
+
 def live_actions_for_schedule(
     args: argparse.Namespace, start: dt.date, days: int
 ) -> list[dict[str, object]]:
@@ -304,6 +332,7 @@ def live_actions_for_schedule(
             "utc_time": item["StartTime"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "min_replicas": item.get("MinSize"),
             "name": item["ScheduledActionName"],
+            "reason": action_reason(item["ScheduledActionName"]),
         }
         for item in one_off_actions(client, asg)
         if first <= item["StartTime"] < last

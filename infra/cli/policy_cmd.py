@@ -4,10 +4,11 @@ compilation derives from them (alarm windows, the SLO's burn-rate thresholds).""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from typing import Any
 
 from infra.cli.common import add_policy_option, print_json, selected_policy
-from infra.policy import FleetPolicy
+from infra.policy import FleetPolicy, event_data_warning
 from infra.policy.loader import policy_as_mapping
 from infra.policy.slo import Slo
 from infra.sim.burn_rate import span_text, window_json
@@ -83,11 +84,38 @@ def slo_lines(slo: Slo) -> list[str]:
     return lines
 
 
+def warnings(policy: FleetPolicy, today: dt.date) -> list[str]:
+    """The policy's own warnings plus the event calendar's (published dates running out)."""
+    event_warning = event_data_warning(policy.events, today)
+    return [*policy.warnings(), *([event_warning] if event_warning else [])]
+
+
+def event_lines(policy: FleetPolicy, today: dt.date) -> list[str]:
+    """Upcoming market events (from today), with their window, minimum and source."""
+    cancelled = set(policy.cancelled_event_dates)
+    lines = []
+    for event in sorted(policy.events, key=lambda e: (e.date, e.start)):
+        if event.date < today:
+            continue
+        state = "  CANCELLED" if event.date in cancelled else ""
+        source = event.source or "added in the policy file"
+        lines.append(
+            f"event {event.date} {event.name} at {event.release:%H:%M}: "
+            f"{event.start:%H:%M}-{event.end:%H:%M} min {event.min_replicas} ({source}){state}"
+        )
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     policy = selected_policy(args)
+    today = dt.date.today()
     if args.json:
         print_json(
-            {**policy_as_mapping(policy), "derived": derived(policy), "warnings": policy.warnings()}
+            {
+                **policy_as_mapping(policy),
+                "derived": derived(policy),
+                "warnings": warnings(policy, today),
+            }
         )
         return 0
     rows = [
@@ -121,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
             f"special day {day.date} {day.start:%H:%M}-{day.end:%H:%M} min {day.min_replicas}"
             f" ({day.reason})"
         )
-    for warning in policy.warnings():
+    for line in event_lines(policy, today):
+        print(line)
+    for warning in warnings(policy, today):
         print(f"warning: {warning}")
     return 0
 

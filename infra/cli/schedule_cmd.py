@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         for action in live:
             print(
                 f"{action['local_time']!s:<27}{action['utc_time']!s:<22}"
-                f"{action['min_replicas']!s:>4}  {action['name']}"
+                f"{action['min_replicas']!s:>4}  {action['reason']}  ({action['name']})"
             )
         if not live:
             print("none in this range")

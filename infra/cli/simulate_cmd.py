@@ -75,6 +75,14 @@ def add_simulation_options(parser: argparse.ArgumentParser) -> None:
         help=f"generated traffic per tenant per trading day (default {Scenario.qpd_per_tenant})",
     )
     parser.add_argument(
+        "--learn-weeks",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="add the learned intraday profile, learned from N weeks of generated traffic "
+        "before the first day (default 0: off; generated traffic only)",
+    )
+    parser.add_argument(
         "--warm-pool", action="store_true", help="launch from a Stopped warm pool (shorter boot)"
     )
     parser.add_argument(
@@ -112,9 +120,28 @@ def simulation_from(args: argparse.Namespace, policy: FleetPolicy) -> Simulation
     )
 
 
+def with_learned_profile(
+    args: argparse.Namespace, policy: FleetPolicy, start: dt.date, days: int
+) -> FleetPolicy:
+    """`policy` plus the windows learned from --learn-weeks weeks before `start`."""
+    if not args.learn_weeks:
+        return policy
+    from infra.policy.profile import HistoryTooShortError
+    from infra.sim.learned import learned_policy
+
+    scenario = Scenario(qpd_per_tenant=args.qpd_per_tenant)
+    try:
+        return learned_policy(
+            policy, scenario, start, days, args.learn_weeks, simulation_from(args, policy)
+        )
+    except HistoryTooShortError as error:
+        raise CommandError(f"--learn-weeks: {error}; give more weeks") from None
+
+
 def traffic(args: argparse.Namespace, policy: FleetPolicy, start: dt.date, days: int) -> Trace:
     scenario = Scenario(qpd_per_tenant=args.qpd_per_tenant)
-    return generate(scenario, policy.schedule, start, days, args.seed)
+    # Event days carry their burst whether or not the policy pre-warms for them.
+    return generate(scenario, policy.schedule, start, days, args.seed, policy.events)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     if args.trace is not None:
         if args.days is not None or args.start is not None:
             raise CommandError("--days and --start shape generated traffic; drop them with --trace")
+        if args.learn_weeks:
+            raise CommandError("--learn-weeks learns from generated traffic; drop it with --trace")
         try:
             trace = read_trace(args.trace, policy.schedule.zone)
         except TraceError as error:
@@ -131,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         if days > MAX_DAYS:
             raise CommandError(f"--days must be <= {MAX_DAYS}, got {days}")
         trace = traffic(args, policy, args.start or REFERENCE_START, days)
+        policy = with_learned_profile(args, policy, args.start or REFERENCE_START, days)
     simulation = simulation_from(args, policy)
     progress = ProgressBar()
     try:

@@ -3,6 +3,7 @@
 from infra.policy.config import DEFAULT, FLEET_POLICY, MARKET_HOURS, SCHEDULE
 from infra.policy.decision import DecisionState, Direction, Observation, decide
 from infra.policy.errors import PolicyError
+from infra.policy.events import MarketEvent, event_data_warning
 from infra.policy.fleet import FleetPolicy
 from infra.policy.market_hours import MarketHours, SpecialDay
 from infra.policy.scaling import ScalingConfig, coupling_warnings
@@ -17,6 +18,7 @@ __all__ = [
     "DecisionState",
     "Direction",
     "FleetPolicy",
+    "MarketEvent",
     "MarketHours",
     "Observation",
     "PolicyError",
@@ -25,5 +27,6 @@ __all__ = [
     "coupling_warnings",
     "decide",
     "effective_schedule",
+    "event_data_warning",
     "minimum_at",
 ]

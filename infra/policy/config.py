@@ -5,6 +5,7 @@ Edit here (one reviewed diff), then run `fleet check` to replay trading days aga
 
 from __future__ import annotations
 
+from infra.policy.event_data import PUBLISHED_EVENTS
 from infra.policy.fleet import FleetPolicy
 from infra.policy.market_hours import MarketHours, SpecialDay
 from infra.policy.scaling import ScalingConfig
@@ -40,4 +41,6 @@ FLEET_POLICY = FleetPolicy(
     market_hours=MARKET_HOURS,
     schedule=SCHEDULE,
     special_days=SPECIAL_DAYS,
+    # FOMC statement afternoons from the Federal Reserve's published schedule (event_data.py).
+    events=PUBLISHED_EVENTS,
 )

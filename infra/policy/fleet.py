@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
+from infra.policy.calendar import trading_day
 from infra.policy.errors import PolicyError
+from infra.policy.events import MarketEvent
 from infra.policy.market_hours import MarketHours, SpecialDay
 from infra.policy.queue import GatewayQueue
 from infra.policy.scaling import ScalingConfig, coupling_warnings
 from infra.policy.slo import Slo
+
+
+def check_event(
+    event: MarketEvent, hours: MarketHours, max_replicas: int | None, where: str
+) -> None:
+    """What an event cannot know alone: the fleet's maximum and the exchange's closed days.
+
+    `max_replicas` None skips the maximum: a policy file's entries are checked against it
+    (loader), while an environment with a smaller maximum than the published events' minimum
+    (a one-instance dev fleet) keeps them, capped at its maximum by the schedule."""
+    if max_replicas is not None and event.min_replicas > max_replicas:
+        raise PolicyError(
+            f"{where}.min_replicas",
+            f"must be between 1 and max_replicas ({max_replicas}), got {event.min_replicas}",
+        )
+    day = trading_day(hours.exchange, event.date)
+    if day.is_holiday or event.date.weekday() not in hours.weekdays:
+        closed = day.name or event.date.strftime("%A")
+        raise PolicyError(
+            f"{where}.date",
+            f"{event.date} ({event.name}) is a closed day on {hours.exchange} ({closed}); "
+            "events must fall on trading days",
+        )
 
 
 @dataclass(frozen=True)
@@ -29,6 +55,13 @@ class FleetPolicy:
     # The service-level objective every request is judged against (targets, objective,
     # per-tenant targets and alarms).
     slo: Slo = field(default_factory=Slo)
+    # Scheduled market events (published and users' own) and the dates on which their
+    # pre-warms are cancelled (`cancel_events` in a policy file).
+    events: tuple[MarketEvent, ...] = ()
+    cancelled_event_dates: tuple[dt.date, ...] = ()
+    # Pre-warm windows learned from past demand (infra/policy/profile.py); set by the
+    # calendar function and the simulator, never in a policy file.
+    learned: tuple[MarketEvent, ...] = ()
 
     def __post_init__(self) -> None:
         shared = (
@@ -69,6 +102,15 @@ class FleetPolicy:
                         f"window {day.start:%H:%M}-{day.end:%H:%M} on {day.date} overlaps "
                         f"{other.start:%H:%M}-{other.end:%H:%M} ({other.reason})",
                     )
+
+        for index, event in enumerate(self.events):
+            check_event(event, self.schedule, None, f"events[{index}]")
+
+    @property
+    def active_events(self) -> tuple[MarketEvent, ...]:
+        """The events whose pre-warm applies (not on a cancelled date)."""
+        cancelled = set(self.cancelled_event_dates)
+        return tuple(e for e in self.events if e.date not in cancelled)
 
     @property
     def max_replicas(self) -> int:

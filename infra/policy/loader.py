@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from infra.policy.errors import PolicyError
-from infra.policy.fleet import FleetPolicy
+from infra.policy.events import MarketEvent
+from infra.policy.fleet import FleetPolicy, check_event
 from infra.policy.market_hours import MarketHours, SpecialDay
 from infra.policy.queue import GatewayQueue
 from infra.policy.scaling import ScalingConfig
@@ -71,7 +72,16 @@ def _build(cls: type[T], base: T | None, values: Mapping[str, Any], parent: str)
 
 
 def policy_from_mapping(data: Mapping[str, Any], base: FleetPolicy) -> FleetPolicy:
-    allowed = {"default", "market_hours", "queue", "schedule", "slo", "special_days"}
+    allowed = {
+        "cancel_events",
+        "default",
+        "events",
+        "market_hours",
+        "queue",
+        "schedule",
+        "slo",
+        "special_days",
+    }
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise PolicyError(unknown[0], f"unknown section; allowed: {', '.join(sorted(allowed))}")
@@ -87,7 +97,44 @@ def policy_from_mapping(data: Mapping[str, Any], base: FleetPolicy) -> FleetPoli
     else:
         special_days = base.special_days
     queue = _build(GatewayQueue, base.queue, data.get("queue", {}), "queue")
-    return FleetPolicy(default, market, schedule, special_days, queue, _slo(data, base.slo))
+    events, cancelled = _events(data, base, schedule, default.max_replicas)
+    return FleetPolicy(
+        default,
+        market,
+        schedule,
+        special_days,
+        queue,
+        _slo(data, base.slo),
+        events=events,
+        cancelled_event_dates=cancelled,
+    )
+
+
+def _events(
+    data: Mapping[str, Any], base: FleetPolicy, hours: MarketHours, max_replicas: int
+) -> tuple[tuple[MarketEvent, ...], tuple[dt.date, ...]]:
+    """`[[events]]` entries are added to the base's (the published calendar); an entry equal
+    to one already there is kept once. `cancel_events` dates drop every event on that date."""
+    entries = data.get("events", [])
+    if not isinstance(entries, list):
+        raise PolicyError("events", f"must be a list of tables, got {entries!r}")
+    events = list(base.events)
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise PolicyError(f"events[{index}]", f"must be a table, got {entry!r}")
+        event = _build(MarketEvent, None, entry, f"events[{index}]")
+        check_event(event, hours, max_replicas, f"events[{index}]")
+        if event not in events:
+            events.append(event)
+    dates = data.get("cancel_events", [])
+    if not isinstance(dates, list):
+        raise PolicyError("cancel_events", f"must be a list of YYYY-MM-DD dates, got {dates!r}")
+    cancelled = list(base.cancelled_event_dates)
+    for index, value in enumerate(dates):
+        date = _parse_date(f"cancel_events[{index}]", value)
+        if date not in cancelled:
+            cancelled.append(date)
+    return tuple(events), tuple(sorted(cancelled))
 
 
 def _slo(data: Mapping[str, Any], base: Slo) -> Slo:
@@ -140,4 +187,6 @@ def policy_as_mapping(policy: FleetPolicy) -> dict[str, Any]:
         "special_days": plain([dataclasses.asdict(d) for d in policy.special_days]),
         "queue": plain(dataclasses.asdict(policy.queue)),
         "slo": plain(dataclasses.asdict(policy.slo)),
+        "events": plain([dataclasses.asdict(e) for e in policy.events]),
+        "cancel_events": plain(list(policy.cancelled_event_dates)),
     }

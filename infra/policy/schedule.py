@@ -22,6 +22,10 @@ REASON_EARLY_CLOSE = "early-close"
 REASON_HOLIDAY = "holiday"
 REASON_SPECIAL = "special"
 REASON_SPECIAL_END = "special-end"
+REASON_EVENT = "event"
+REASON_EVENT_END = "event-end"
+REASON_PROFILE = "profile"
+REASON_PROFILE_END = "profile-end"
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,30 @@ def _windows(policy: FleetPolicy, date: dt.date) -> list[_Window]:
         )
         for special in policy.special_days
         if special.date == date
+    ]
+    windows += [
+        _Window(
+            start=dt.datetime.combine(date, event.start, zone),
+            end=dt.datetime.combine(date, event.end, zone),
+            min_replicas=min(event.min_replicas, policy.max_replicas),
+            start_reason=REASON_EVENT,
+            end_reason=REASON_EVENT_END,
+            note=f"{event.name} {event.release:%H:%M}",
+        )
+        for event in policy.active_events
+        if event.date == date
+    ]
+    windows += [
+        _Window(
+            start=dt.datetime.combine(date, learned.start, zone),
+            end=dt.datetime.combine(date, learned.end, zone),
+            min_replicas=learned.min_replicas,
+            start_reason=REASON_PROFILE,
+            end_reason=REASON_PROFILE_END,
+            note=f"demand rises at {learned.release:%H:%M}",
+        )
+        for learned in policy.learned
+        if learned.date == date and date not in policy.cancelled_event_dates
     ]
     return windows
 

@@ -81,10 +81,16 @@ class ConfigReport:
     queue_wait_p50_s: float  # first send to vLLM starting it, over requests that started
     queue_wait_p99_s: float
     per_tenant: dict[str, LatencySummary] = field(default_factory=dict)
+    # SLO attainment over requests arriving in the 15 minutes after each open, and after
+    # each market event's release (`after_moments`), None where no request arrived.
+    open_attainment: float | None = None
+    event_attainment: dict[str, float | None] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         return {
             "config": self.config,
+            "open_15min_attainment": self.open_attainment,
+            "event_15min_attainment": self.event_attainment,
             **self.latency.as_json(),
             "gpu_hours": self.gpu_hours,
             "cost_usd": self.cost_usd,
@@ -128,6 +134,25 @@ def within_slo(result: RunResult, trace: Trace, slo: Slo) -> npt.NDArray[np.bool
     ttft_target, e2e_target = request_targets(trace, slo)
     within: npt.NDArray[np.bool_] = (result.ttft_s <= ttft_target) & (result.e2e_s <= e2e_target)
     return within
+
+
+AFTER_WINDOW_S = 900.0  # "the first 15 minutes after the open / the event"
+
+
+def attainment_after(
+    within: npt.NDArray[np.bool_],
+    arrival_s: FloatArray,
+    moments_s: list[float] | tuple[float, ...],
+    window_s: float = AFTER_WINDOW_S,
+) -> float | None:
+    """The share within the SLO of requests arriving in [moment, moment + window) for any
+    of `moments_s`; None when no request arrived in those windows."""
+    chosen = np.zeros(arrival_s.size, dtype=bool)
+    for moment in moments_s:
+        chosen |= (arrival_s >= moment) & (arrival_s < moment + window_s)
+    if not chosen.any():
+        return None
+    return float(within[chosen].mean())
 
 
 def latency_summary(

@@ -81,6 +81,7 @@ def table(outcome: Outcome, trace: Trace, slo: Slo, seed: int) -> str:
         for report in outcome.reports:
             for tenant, summary in report.per_tenant.items():
                 lines.append(f"{report.config:<16}{tenant:<14}{_slo_cells(summary)}")
+    lines += _after_lines(outcome)
     for key, value in ratios(outcome).items():
         if value is not None:
             lines.append(f"{POLICY_CONFIG} {key.replace('_', ' ')}: {value:.2f}")
@@ -97,6 +98,27 @@ def table(outcome: Outcome, trace: Trace, slo: Slo, seed: int) -> str:
         "burst->cap: demand per instance above target to the added instance serving"
     )
     return "\n".join(lines)
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def _after_lines(outcome: Outcome) -> list[str]:
+    """In SLO over the 15 minutes after each open and each market event, per config."""
+    events = sorted({label for r in outcome.reports for label in r.event_attainment})
+    if all(r.open_attainment is None for r in outcome.reports) and not events:
+        return []
+    lines = ["", "in SLO in the first 15 min after the opens and after each market event"]
+    header = f"{'config':<22}{'opens':>9}" + "".join(f"  {label}" for label in events)
+    lines.append(header)
+    lines.append("-" * len(header))
+    for report in outcome.reports:
+        cells = "".join(
+            f"  {_share(report.event_attainment.get(label)):>{len(label)}}" for label in events
+        )
+        lines.append(f"{report.config:<22}{_share(report.open_attainment):>9}{cells}")
+    return lines
 
 
 def _slo_cells(summary: LatencySummary) -> str:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from infra.policy import FleetPolicy
+from infra.policy.calendar import trading_day
 from infra.policy.slo import Slo
 from infra.sim.aws import AwsMechanics, BootTimes, ScheduledMinimum
 from infra.sim.clairvoyant import plan
 from infra.sim.controllers import Controller, ProposedOnAws, RayServe, Static, TargetTracking
 from infra.sim.engine import RunResult, simulate
 from infra.sim.gateway import GatewayModel
-from infra.sim.metrics import ConfigReport, summarize
+from infra.sim.metrics import ConfigReport, attainment_after, summarize, within_slo
 from infra.sim.replica_model import A10G_VLLM, ReplicaModel
 from infra.sim.trace import Trace
 
 POLICY_CONFIG = "policy-aws"
+# The policy without its market-event pre-warms: what the events add is the difference.
+REACTIVE_CONFIG = "policy-reactive"
 STATIC_BASELINES = 4  # static-1 .. static-4, as the ADR's 1-4 replica range
 
 Progress = Callable[[float, str], None]
@@ -92,6 +97,21 @@ def run_configs(
             ("target-tracking", lambda: TargetTracking(policy, late, simulation.period_s)),
             (POLICY_CONFIG, lambda: ProposedOnAws(policy, late, POLICY_CONFIG)),
         ]
+        if event_moments(policy, trace):
+            reactive = without_events(policy)
+            reactive_minimum = ScheduledMinimum(
+                reactive,
+                trace.start_s,
+                trace.end_s,
+                mechanics.scheduled_action_max_late_s,
+                seed,
+            )
+            made.append(
+                (
+                    REACTIVE_CONFIG,
+                    lambda: ProposedOnAws(reactive, reactive_minimum, REACTIVE_CONFIG),
+                )
+            )
         return made
 
     wanted = set(configs) if configs is not None else None
@@ -133,7 +153,49 @@ def run_configs(
         )
         for result in runs
     ]
+    opens = open_moments(policy, trace)
+    events = event_moments(policy, trace)
+    for index, result in enumerate(runs):
+        within = within_slo(result, trace, simulation.slo)
+        reports[index] = dataclasses.replace(
+            reports[index],
+            open_attainment=attainment_after(within, trace.arrival_s, list(opens)),
+            event_attainment={
+                label: attainment_after(within, trace.arrival_s, [moment])
+                for label, moment in events.items()
+            },
+        )
     return Outcome(reports, runs)
+
+
+def without_events(policy: FleetPolicy) -> FleetPolicy:
+    return dataclasses.replace(policy, events=(), cancelled_event_dates=())
+
+
+def open_moments(policy: FleetPolicy, trace: Trace) -> list[float]:
+    """The epoch seconds of each trading day's open within the trace."""
+    hours = policy.schedule
+    zone = hours.zone
+    first = dt.datetime.fromtimestamp(trace.start_s, zone).date()
+    last = dt.datetime.fromtimestamp(trace.end_s - 1, zone).date()
+    moments = []
+    for offset in range((last - first).days + 1):
+        date = first + dt.timedelta(days=offset)
+        if date.weekday() in hours.weekdays and not trading_day(hours.exchange, date).is_holiday:
+            moments.append(dt.datetime.combine(date, hours.open_time, zone).timestamp())
+    return moments
+
+
+def event_moments(policy: FleetPolicy, trace: Trace) -> dict[str, float]:
+    """Each market event's release within the trace, labelled `YYYY-MM-DD HH:MM name`
+    (cancelled ones too: the traffic comes whether or not the fleet pre-warms)."""
+    zone = policy.schedule.zone
+    moments = {}
+    for event in policy.events:
+        at = dt.datetime.combine(event.date, event.release, zone).timestamp()
+        if trace.start_s <= at < trace.end_s:
+            moments[f"{event.date} {event.release:%H:%M} {event.name}"] = at
+    return dict(sorted(moments.items(), key=lambda item: item[1]))
 
 
 def _static(replicas: int) -> Callable[[], Controller]:

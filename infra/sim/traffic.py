@@ -4,7 +4,9 @@ Each trading day has an open peak and a close peak on a market-hours plateau, a 
 bursts (every tenant's rate jumps, then decays) and per-tenant batch bursts (one tenant
 submits a block of requests within a minute). Weekends and exchange holidays carry a small
 share of a weekday's volume; early-close days end the plateau at the early close.
-Arrivals are drawn per 10 s bin with numpy; a day is seeded by (seed, date), so a day's
+On a market event's date (FOMC statement, a data release) every tenant's rate jumps at the
+release minute for `event_burst_min` minutes, then decays; that volume comes on top of the
+day's. Arrivals are drawn per 10 s bin with numpy; a day is seeded by (seed, date), so a day's
 traffic is the same whichever range it is generated in.
 """
 
@@ -12,12 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from infra.policy.calendar import trading_day
+from infra.policy.events import MarketEvent
 from infra.policy.market_hours import MarketHours
 from infra.sim.trace import IntArray, Trace, local_midnight
 
@@ -47,6 +51,12 @@ class Scenario:
     batch_bursts_per_tenant_day: float = 1.5
     batch_burst_share: float = 0.015  # of the tenant's daily volume: 30 requests at 2,000 qpd
     batch_burst_window_s: float = 60.0
+    # Market events: `event_burst_extra` x the plateau from the release minute for
+    # `event_burst_min` minutes (FOMC statement 14:00-14:30), decaying over
+    # `event_burst_decay_min` after it.
+    event_burst_extra: float = 4.0
+    event_burst_min: float = 30.0
+    event_burst_decay_min: float = 5.0
     quiet_day_share: float = 0.04  # weekend / holiday volume relative to a trading day
     early_close_share: float = 0.6
     # Tokens: log-normal around a median, clipped to what the gateway admits. Financial
@@ -109,7 +119,13 @@ def _tokens(
     return result
 
 
-def _one_day(scenario: Scenario, hours: MarketHours, date: dt.date, seed: int) -> _Day:
+def _one_day(
+    scenario: Scenario,
+    hours: MarketHours,
+    date: dt.date,
+    seed: int,
+    events: Sequence[MarketEvent] = (),
+) -> _Day:
     rng = np.random.default_rng((seed, date.toordinal()))
     zone = hours.zone
     start = local_midnight(date, zone)
@@ -149,6 +165,21 @@ def _one_day(scenario: Scenario, hours: MarketHours, date: dt.date, seed: int) -
             decay = np.where(minutes >= begins, np.exp(-after / scenario.news_burst_decay_min), 0)
             weights = weights + scenario.news_burst_extra * decay
             bursts.append(epoch_of(begins))
+        ordinary = weights.sum()
+        for event in events:
+            if event.date != date:
+                continue
+            release = event.release.hour * 60 + event.release.minute
+            after = minutes - release
+            level = np.where(
+                after < scenario.event_burst_min,
+                1.0,
+                np.exp(-(after - scenario.event_burst_min) / scenario.event_burst_decay_min),
+            )
+            weights = weights + scenario.event_burst_extra * np.where(after >= 0, level, 0)
+            bursts.append(epoch_of(release))
+        # The event's requests come on top of the day's rather than out of it.
+        volume *= weights.sum() / ordinary
     probabilities = weights / weights.sum()
     day_parts = _Day([], [], [], [], bursts)
     for tenant in range(scenario.tenants):
@@ -194,11 +225,21 @@ def _offset_s(epoch: float, zone: ZoneInfo) -> float:
     return offset.total_seconds() if offset is not None else 0.0
 
 
-def generate(scenario: Scenario, hours: MarketHours, start: dt.date, days: int, seed: int) -> Trace:
-    """The reference traffic for `days` local days from `start`, deterministic for `seed`."""
+def generate(
+    scenario: Scenario,
+    hours: MarketHours,
+    start: dt.date,
+    days: int,
+    seed: int,
+    events: Sequence[MarketEvent] = (),
+) -> Trace:
+    """The reference traffic for `days` local days from `start`, deterministic for `seed`;
+    `events` add their bursts on their dates."""
     if days < 1:
         raise ValueError(f"days must be >= 1, got {days}")
-    parts = [_one_day(scenario, hours, start + dt.timedelta(days=i), seed) for i in range(days)]
+    parts = [
+        _one_day(scenario, hours, start + dt.timedelta(days=i), seed, events) for i in range(days)
+    ]
     arrival_s = np.concatenate([a for part in parts for a in part.arrival_s])
     order = np.argsort(arrival_s, kind="stable")
 

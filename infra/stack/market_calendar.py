@@ -35,6 +35,7 @@ from cdktn_provider_aws.sqs_queue import SqsQueue
 from constructs import Construct
 
 from infra.lambda_package import LambdaPackage, build
+from infra.policy.config import FLEET_POLICY
 from infra.policy.errors import PolicyError
 from infra.policy.fleet import FleetPolicy
 from infra.policy.loader import policy_as_mapping
@@ -84,7 +85,15 @@ def _package() -> LambdaPackage:
 
 def policy_environment(policy: FleetPolicy) -> str:
     """The policy as the function reads it (FLEET_POLICY_JSON), refused if it cannot fit."""
-    text = json.dumps(policy_as_mapping(policy), separators=(",", ":"), sort_keys=True)
+    mapping = policy_as_mapping(policy)
+    # The zip carries the published event calendar (FLEET_POLICY.events) and the function
+    # adds the environment's `events` to it: only the policy's own ones travel here.
+    mapping["events"] = [
+        event
+        for event, parsed in zip(mapping["events"], policy.events, strict=True)
+        if parsed not in FLEET_POLICY.events
+    ]
+    text = json.dumps(mapping, separators=(",", ":"), sort_keys=True)
     if len(text.encode()) > MAX_POLICY_ENV_BYTES:
         raise PolicyError(
             "special_days",
@@ -319,6 +328,14 @@ def _function_policy(group_arn: str, log_group_arn: str, queue_arn: str) -> dict
                     "autoscaling:DescribeAutoScalingGroups",
                     "autoscaling:DescribeScheduledActions",
                 ],
+                "Resource": "*",
+            },
+            {
+                # The learned profile reads the fleet's Demand history; GetMetricData has
+                # no resource-level permissions (AWS accepts only "*").
+                "Sid": "ReadDemandHistory",
+                "Effect": "Allow",
+                "Action": ["cloudwatch:GetMetricData"],
                 "Resource": "*",
             },
             {

@@ -17,6 +17,10 @@ from infra.policy import FLEET_POLICY, FleetPolicy, PolicyError
 from infra.policy.loader import policy_from_mapping
 
 DEFAULT_HORIZON_DAYS = 7
+# Weeks of demand history the learned profile reads (0: off). CloudWatch keeps 1-minute
+# datapoints for 15 days, so 2 weeks is what 1-minute history can give.
+DEFAULT_PROFILE_WEEKS = 2
+MAX_PROFILE_WEEKS = 2
 # Long enough to cover a long weekend after a missed run; the exchange calendar makes longer
 # horizons pointless and each day costs describe/put calls.
 MAX_HORIZON_DAYS = 31
@@ -35,6 +39,7 @@ class CalendarSettings:
     asg_name: str
     horizon_days: int = DEFAULT_HORIZON_DAYS
     policy: FleetPolicy = FLEET_POLICY
+    profile_weeks: int = DEFAULT_PROFILE_WEEKS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> CalendarSettings:
@@ -54,10 +59,23 @@ class CalendarSettings:
             raise ConfigError(
                 f"HORIZON_DAYS: must be between 1 and {MAX_HORIZON_DAYS}, got {horizon_days}"
             )
+        weeks_text = environ.get("PROFILE_WEEKS", str(DEFAULT_PROFILE_WEEKS)).strip()
+        try:
+            profile_weeks = int(weeks_text)
+        except ValueError:
+            raise ConfigError(
+                f"PROFILE_WEEKS: must be a whole number of weeks, got {weeks_text!r}"
+            ) from None
+        if not 0 <= profile_weeks <= MAX_PROFILE_WEEKS:
+            raise ConfigError(
+                f"PROFILE_WEEKS: must be between 0 (off) and {MAX_PROFILE_WEEKS} (CloudWatch "
+                f"keeps 1-minute data 15 days), got {profile_weeks}"
+            )
         return cls(
             asg_name=asg_name,
             horizon_days=horizon_days,
             policy=_policy_from_env(environ.get("FLEET_POLICY_JSON", "")),
+            profile_weeks=profile_weeks,
         )
 
 

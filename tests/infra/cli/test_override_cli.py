@@ -259,15 +259,31 @@ def test_schedule_lists_live_actions_alongside_the_calendar(
             "utc_time": "2030-06-12T14:00:00Z",
             "min_replicas": 3,
             "name": "finsight-override-20300612-1000-index-rebalance-start",
+            "reason": "override",
         },
         {
             "local_time": "2030-06-12T11:30:00-04:00",
             "utc_time": "2030-06-12T15:30:00Z",
             "min_replicas": 2,
             "name": "finsight-override-20300612-1000-index-rebalance-end",
+            "reason": "override",
         },
     ]
     assert main(["schedule", "--start", DAY, "--days", "1", "--asg", GROUP]) == 0
     text = capsys.readouterr().out
     assert "live one-off actions on finsight-fleet:" in text
     assert "finsight-override-20300612-1000-index-rebalance-start" in text
+
+
+def test_action_reason_names_the_calendar_prewarms() -> None:
+    from infra.cli.override_cmd import action_reason, calendar_prewarms
+
+    names = [
+        "finsight-calendar-20261209-1350-event",
+        "finsight-calendar-20261216-1350-profile",
+        "finsight-calendar-20261126-0855-holiday",
+        "finsight-override-20300612-1000-index-rebalance-start",
+    ]
+    assert [action_reason(n) for n in names] == ["event", "profile", "holiday", "override"]
+    prewarms = calendar_prewarms([{"ScheduledActionName": n} for n in names])
+    assert [p["ScheduledActionName"] for p in prewarms] == names[:2]

@@ -234,3 +234,9 @@ def test_check_fails_a_costlier_policy_and_passes_it_against_itself(
     assert "PASS slo:" in out
     assert main(["check", "--policy", str(costly), "--against", str(costly), *window]) == 0
     assert "PASS cost: " in capsys.readouterr().out
+
+
+def test_learn_weeks_too_short_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--start", "2026-12-09", "--learn-weeks", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--learn-weeks: 1 past Wednesday(s) of demand history, need 2" in err

@@ -90,10 +90,12 @@ def test_function_role_writes_only_to_the_fleet_group(prod: dict[str, Any]) -> N
         "autoscaling:DeleteScheduledAction",
         "autoscaling:PutScheduledUpdateGroupAction",
     ]
-    # Only the read-only Describe calls get "*", and no action is a wildcard.
+    # Only the read-only Describe calls and the learned profile's metric read get "*",
+    # and no action is a wildcard.
     wildcard = [s for s in statements.values() if s["Resource"] == "*"]
     assert [sorted(s["Action"]) for s in wildcard] == [
-        ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeScheduledActions"]
+        ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeScheduledActions"],
+        ["cloudwatch:GetMetricData"],
     ]
     actions = [
         a

@@ -546,13 +546,13 @@ def test_scheduled_actions_come_from_the_policy_schedule(stack: Stack) -> None:
         assert action["time_zone"] == FLEET_POLICY.schedule.time_zone == "America/New_York"
         assert action["autoscaling_group_name"] == ref_name(stack)
         assert action["max_size"] == -1 and action["desired_capacity"] == -1
-    # An ordinary week (no holiday, no early close): the effective schedule's changes are
-    # exactly the cron's firings, with the same minimum.
+    # An ordinary week (no holiday, no early close, no market event): the effective
+    # schedule's changes are exactly the cron's firings, with the same minimum.
     policy = stack_policy(stack)
     assert recurring["market-hours-prewarm"]["min_size"] == policy.market_hours.min_replicas
     assert recurring["market-hours-close"]["min_size"] == policy.default.min_replicas
     if policy.market_hours.min_replicas != policy.default.min_replicas:
-        week = effective_schedule(policy, dt.date(2026, 12, 7), 7)
+        week = effective_schedule(policy, dt.date(2026, 12, 14), 7)
         by_minimum = {a["min_size"]: a["recurrence"] for a in recurring.values()}
         assert set(by_minimum) == {change.min_replicas for change in week}
         for change in week:

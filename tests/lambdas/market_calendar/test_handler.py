@@ -283,3 +283,107 @@ def test_bad_event_is_refused_and_counted_as_an_error(
     assert scheduled(autoscaling) == before
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert [entry["Errors"] for entry in emf if "Errors" in entry] == [[1.0]]
+
+
+def test_fomc_afternoon_gets_an_event_window_and_a_second_run_changes_nothing(
+    autoscaling: Any, context: FakeLambdaContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the week of the 2026-12-09 FOMC statement (14:00 EST = 19:00 UTC)
+    first = lambda_handler({"date": "2026-12-07"}, context)
+
+    assert calendar_only(scheduled(autoscaling)) == {
+        "finsight-calendar-20261209-1350-event": ("2026-12-09T18:50:00Z", 3),
+        "finsight-calendar-20261209-1445-event-end": ("2026-12-09T19:45:00Z", 2),
+    }
+    assert len(first["created"]) == 2
+    again = lambda_handler({"date": "2026-12-07"}, context)
+    assert (again["created"], again["updated"], again["deleted"]) == ([], [], [])
+    emf = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+    # The published dates reach 2028-01-26: 415 days after 2026-12-07.
+    assert emf[-1]["EventDataDaysLeft"] == [415.0]
+
+
+def test_a_cancelled_event_day_loses_its_window(
+    autoscaling: Any, context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lambda_handler({"date": "2026-12-07"}, context)
+    monkeypatch.setenv("FLEET_POLICY_JSON", json.dumps({"cancel_events": ["2026-12-09"]}))
+
+    summary = lambda_handler({"date": "2026-12-07"}, context)
+
+    assert calendar_only(scheduled(autoscaling)) == {}
+    assert [a["name"] for a in summary["deleted"]] == [
+        "finsight-calendar-20261209-1350-event",
+        "finsight-calendar-20261209-1445-event-end",
+    ]
+
+
+def put_demand(history: dict[dt.datetime, float]) -> None:
+    """Publish per-minute fleet demand as the gateways would (Sum of 10 s datapoints)."""
+    import boto3
+
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    items = [
+        {
+            "MetricName": "Demand",
+            "Dimensions": [{"Name": "AutoScalingGroupName", "Value": GROUP}],
+            "Timestamp": at,
+            "Value": value * 6,  # six 10 s datapoints per minute
+        }
+        for at, value in history.items()
+    ]
+    for first in range(0, len(items), 500):
+        cloudwatch.put_metric_data(
+            Namespace="FinsightServing", MetricData=items[first : first + 500]
+        )
+
+
+def weekdays_with_wednesday_burst(first: dt.date, days: int) -> dict[dt.datetime, float]:
+    zone = dt.timezone(dt.timedelta(hours=-5))  # EST in December
+    history: dict[dt.datetime, float] = {}
+    for offset in range(days):
+        date = first + dt.timedelta(days=offset)
+        if date.weekday() >= 5:
+            continue
+        history[dt.datetime.combine(date, dt.time(12, 0), zone)] = 5.0
+        if date.weekday() == 2:
+            for minute in range(30):
+                history[dt.datetime.combine(date, dt.time(14, minute), zone)] = 35.0
+    return history
+
+
+def test_learned_profile_from_metric_history_prewarms_the_wednesday_burst(
+    autoscaling: Any, context: FakeLambdaContext
+) -> None:
+    # GIVEN two weeks of demand with 35 in flight at 14:00-14:30 every Wednesday
+    put_demand(weekdays_with_wednesday_burst(dt.date(2026, 11, 30), 14))
+
+    first = lambda_handler({"date": "2026-12-14"}, context)
+
+    assert calendar_only(scheduled(autoscaling)) == {
+        "finsight-calendar-20261216-1350-profile": ("2026-12-16T18:50:00Z", 4),
+        "finsight-calendar-20261216-1430-profile-end": ("2026-12-16T19:30:00Z", 2),
+    }
+    assert len(first["created"]) == 2
+    again = lambda_handler({"date": "2026-12-14"}, context)
+    assert (again["created"], again["updated"], again["deleted"]) == ([], [], [])
+
+
+def test_short_history_skips_the_profile_with_a_log_line_and_a_metric(
+    autoscaling: Any,
+    context: FakeLambdaContext,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    put_demand(weekdays_with_wednesday_burst(dt.date(2026, 12, 7), 7))
+
+    lambda_handler({"date": "2026-12-14"}, context)
+
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf[-1]["ProfileSkipped"] == [1.0] and emf[-1]["ProfileWindows"] == [0.0]
+    assert "learned profile skipped: 1 past Monday(s) of demand history, need 2" in caplog.text
+    assert calendar_only(scheduled(autoscaling)) == {}

@@ -46,6 +46,11 @@ def test_policy_json_layers_over_the_packaged_policy() -> None:
         ({"ASG_NAME": "arn:aws:autoscaling:x"}, "ASG_NAME: not an Auto Scaling group name"),
         ({"ASG_NAME": "g", "HORIZON_DAYS": "week"}, "HORIZON_DAYS: must be a whole number"),
         ({"ASG_NAME": "g", "HORIZON_DAYS": "0"}, "HORIZON_DAYS: must be between 1 and 31, got 0"),
+        ({"ASG_NAME": "g", "PROFILE_WEEKS": "two"}, "PROFILE_WEEKS: must be a whole number"),
+        (
+            {"ASG_NAME": "g", "PROFILE_WEEKS": "3"},
+            "PROFILE_WEEKS: must be between 0 \\(off\\) and 2 \\(CloudWatch keeps 1-minute",
+        ),
         ({"ASG_NAME": "g", "FLEET_POLICY_JSON": "{"}, "FLEET_POLICY_JSON: not valid JSON"),
         ({"ASG_NAME": "g", "FLEET_POLICY_JSON": "[]"}, "FLEET_POLICY_JSON: must be a JSON object"),
         (
