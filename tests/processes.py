@@ -27,6 +27,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from infra.local.offline_env import offline_aws_env
 from infra.local.procfs import session_rss_mib
 from tests.ami.unitfile import UNITS_DIR, exec_start_argv, parse_unit, unit_assignments
 
@@ -90,34 +91,9 @@ def scrape(url: str) -> dict[str, float]:
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """The parent's environment without gateway, uvicorn or AWS settings, plus test-only AWS
-    ones (uvicorn reads UVICORN_* variables as its options).
-
-    boto3 must never look for credentials or a region on the network (IMDS), and must
-    never find a real profile: every AWS endpoint a test uses is a fake on 127.0.0.1.
-    """
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GATEWAY_", "UVICORN_", "AWS_")) and k not in ("PYTHONPATH",)
-    }
-    env.update(
-        {
-            "PYTHONPATH": str(REPO),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": "/dev/null",
-            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-            # One HTTP exchange per API call, so a fake endpoint counts calls, not retries.
-            "AWS_MAX_ATTEMPTS": "1",
-            "AWS_RETRY_MODE": "standard",
-            "NO_PROXY": "*",
-        }
-    )
-    env.update(extra)
-    return env
+    """The offline AWS environment (`infra.local.offline_env`), with one HTTP exchange per
+    API call so that a fake endpoint counts calls, not retries, plus `extra`."""
+    return offline_aws_env({"AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard", **extra})
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,25 @@ class _Quiet(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class InstanceMetadataServer:
+class _LoopbackServer:
+    """A stdlib HTTP server on an ephemeral loopback port, served from a daemon thread."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class InstanceMetadataServer(_LoopbackServer):
     """One replica's IMDSv2 on 127.0.0.1, in a thread."""
 
     def __init__(self, instance_id: str) -> None:
@@ -66,21 +84,10 @@ class InstanceMetadataServer:
                     return self._send(200, outer.lifecycle_state)
                 return self._send(404, "")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(Handler)
 
 
-class LifecycleEndpoint:
+class LifecycleEndpoint(_LoopbackServer):
     """EC2 Auto Scaling's CompleteLifecycleAction for one group and one termination hook."""
 
     def __init__(self, group: str, hook: str, on_complete: Callable[[str], bool]) -> None:
@@ -119,15 +126,4 @@ class LifecycleEndpoint:
                 )
                 self._send(status, body, "text/xml")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(Handler)

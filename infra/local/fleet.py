@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from infra.local.aws_local import InstanceMetadataServer, LifecycleEndpoint
 from infra.local.haproxy import HaproxyConfig, HaproxyRuntime, start_haproxy
+from infra.local.offline_env import offline_aws_env
 from infra.local.procfs import session_cpu_s, session_rss_mib
 from infra.policy import cold_start
 from infra.policy.aws_rules import (
@@ -330,7 +331,7 @@ class LocalFleet:
                 raise FleetError(
                     f"127.0.0.1:{self.options.port} is in use (another fleet or replica?)"
                 ) from None
-        env = self._aws_env()
+        env = offline_aws_env()
         self._moto = Process(
             "moto_server",
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.moto_port)],
@@ -437,26 +438,6 @@ class LocalFleet:
 
     # -- replicas -------------------------------------------------------------------------
 
-    def _aws_env(self) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("GATEWAY_", "UVICORN_", "AWS_"))
-        }
-        env.update(
-            {
-                "PYTHONPATH": str(REPO),
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_EC2_METADATA_DISABLED": "true",
-                "AWS_CONFIG_FILE": "/dev/null",
-                "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-                "NO_PROXY": "*",
-            }
-        )
-        return env
-
     def gateway_env_file(self, replica_dir: Path, engine_port: int, imds_url: str) -> Path:
         """The replica's gateway.env, as the stack's user data writes it (delays scaled)."""
         speed = self.options.speed
@@ -499,7 +480,7 @@ class LocalFleet:
         replica_dir.mkdir(exist_ok=True)
         imds = InstanceMetadataServer(instance_id)
         engine_port, gateway_port = free_port(), free_port()
-        env = self._aws_env()
+        env = offline_aws_env()
         if self.options.engine == "emulated":
             ready_after = 0.0 if warm else self.clock.wall_s(boot_delay_s("emulated"))
             engine_argv = [
